@@ -1,0 +1,165 @@
+"""Responses streaming events: their types, builders, and the encoded form we store.
+
+An event is built as a plain dict, numbered where it is appended, and encoded to
+JSON bytes exactly once (`encode`). Those bytes go to storage and, unchanged, to
+every reader, so live and replayed streams are byte-identical.
+
+Sections: event types · the encoded event · builders.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import orjson
+
+from tether.domain.types import JSONObject
+
+# --- event types -------------------------------------------------------------
+
+CREATED = "response.created"
+QUEUED = "response.queued"
+IN_PROGRESS = "response.in_progress"
+COMPLETED = "response.completed"
+INCOMPLETE = "response.incomplete"
+FAILED = "response.failed"
+CANCELLED = "response.cancelled"
+ERROR = "error"
+OUTPUT_ITEM_ADDED = "response.output_item.added"
+OUTPUT_ITEM_DONE = "response.output_item.done"
+CONTENT_PART_ADDED = "response.content_part.added"
+CONTENT_PART_DONE = "response.content_part.done"
+OUTPUT_TEXT_DELTA = "response.output_text.delta"
+OUTPUT_TEXT_DONE = "response.output_text.done"
+
+TERMINAL_TYPES = frozenset({COMPLETED, INCOMPLETE, FAILED, CANCELLED})
+LIFECYCLE_TYPES = frozenset({CREATED, QUEUED, IN_PROGRESS}) | TERMINAL_TYPES
+
+
+# --- the encoded event -------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """One event of a response's log: its number, type and JSON bytes (as sent)."""
+
+    seq: int
+    type: str
+    data: bytes
+
+    @property
+    def terminal(self) -> bool:
+        return self.type in TERMINAL_TYPES
+
+    def payload(self) -> JSONObject:
+        result: JSONObject = orjson.loads(self.data)
+        return result
+
+
+def encode(event: JSONObject) -> StoredEvent:
+    """Encode a numbered event dict once; the bytes are final."""
+    return StoredEvent(event["sequence_number"], event["type"], orjson.dumps(event))
+
+
+# --- builders ----------------------------------------------------------------
+# Builders take the sequence number last; the appender assigns it.
+
+
+def lifecycle(event_type: str, snapshot: JSONObject, seq: int) -> JSONObject:
+    """`response.created`/`queued`/`in_progress`/terminal events carry a full snapshot."""
+    return {"type": event_type, "sequence_number": seq, "response": snapshot}
+
+
+def output_item_added(output_index: int, item: JSONObject, seq: int) -> JSONObject:
+    return {
+        "type": OUTPUT_ITEM_ADDED,
+        "sequence_number": seq,
+        "output_index": output_index,
+        "item": item,
+    }
+
+
+def output_item_done(output_index: int, item: JSONObject, seq: int) -> JSONObject:
+    return {
+        "type": OUTPUT_ITEM_DONE,
+        "sequence_number": seq,
+        "output_index": output_index,
+        "item": item,
+    }
+
+
+def content_part(
+    event_type: str,
+    item_id: str,
+    output_index: int,
+    content_index: int,
+    part: JSONObject,
+    seq: int,
+) -> JSONObject:
+    return {
+        "type": event_type,
+        "sequence_number": seq,
+        "item_id": item_id,
+        "output_index": output_index,
+        "content_index": content_index,
+        "part": part,
+    }
+
+
+def text_delta(item_id: str, output_index: int, content_index: int, delta: str, seq: int) -> JSONObject:
+    return {
+        "type": OUTPUT_TEXT_DELTA,
+        "sequence_number": seq,
+        "item_id": item_id,
+        "output_index": output_index,
+        "content_index": content_index,
+        "delta": delta,
+        "logprobs": [],
+    }
+
+
+def text_done(item_id: str, output_index: int, content_index: int, text: str, seq: int) -> JSONObject:
+    return {
+        "type": OUTPUT_TEXT_DONE,
+        "sequence_number": seq,
+        "item_id": item_id,
+        "output_index": output_index,
+        "content_index": content_index,
+        "text": text,
+        "logprobs": [],
+    }
+
+
+def error(code: str, message: str, seq: int, param: str | None = None) -> JSONObject:
+    """The hybrid error frame: flat fields for the documented shape, nested for SDKs.
+
+    The nested `error` object makes the official Python SDK raise `APIError` on the
+    stream; the flat fields serve clients written against the documented shape.
+    """
+    return {
+        "type": ERROR,
+        "sequence_number": seq,
+        "code": code,
+        "message": message,
+        "param": param,
+        "error": {"type": _error_type(code), "code": code, "message": message, "param": param},
+    }
+
+
+def _error_type(code: str) -> str:
+    if code == "rate_limit_exceeded":
+        return "rate_limit_error"
+    return "server_error"
+
+
+def message_item(item_id: str, status: str, content: list[JSONObject]) -> JSONObject:
+    return {
+        "id": item_id,
+        "type": "message",
+        "status": status,
+        "role": "assistant",
+        "content": content,
+    }
+
+
+def output_text_part(text: str = "") -> JSONObject:
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
