@@ -10,6 +10,7 @@ Sections: event types · the encoded event · builders.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import orjson
 
 from tether.domain.types import JSONObject
@@ -105,7 +106,9 @@ def content_part(
     }
 
 
-def text_delta(item_id: str, output_index: int, content_index: int, delta: str, seq: int) -> JSONObject:
+def text_delta(
+    item_id: str, output_index: int, content_index: int, delta: str, seq: int
+) -> JSONObject:
     return {
         "type": OUTPUT_TEXT_DELTA,
         "sequence_number": seq,
@@ -117,7 +120,9 @@ def text_delta(item_id: str, output_index: int, content_index: int, delta: str, 
     }
 
 
-def text_done(item_id: str, output_index: int, content_index: int, text: str, seq: int) -> JSONObject:
+def text_done(
+    item_id: str, output_index: int, content_index: int, text: str, seq: int
+) -> JSONObject:
     return {
         "type": OUTPUT_TEXT_DONE,
         "sequence_number": seq,

@@ -20,7 +20,9 @@ from tether.domain.ids import message_id
 from tether.domain.types import JSONObject
 
 
-def normalize_input(raw: str | list[Any], new_id: Callable[[], str] = message_id) -> list[JSONObject]:
+def normalize_input(
+    raw: str | list[Any], new_id: Callable[[], str] = message_id
+) -> list[JSONObject]:
     if isinstance(raw, str):
         return [_message("user", [_text_part("user", raw)], new_id())]
     return [normalize_item(item, new_id) for item in raw]

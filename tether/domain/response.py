@@ -53,6 +53,7 @@ ECHO_DEFAULTS: Mapping[str, Any] = {
     "prompt": None,
     "prompt_cache_key": None,
     "prompt_cache_retention": None,
+    "prompt_cache_options": None,
     "reasoning": {"effort": None, "summary": None},
     "safety_identifier": None,
     "service_tier": "default",

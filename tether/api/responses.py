@@ -1,0 +1,239 @@
+"""The `/v1/responses` routes: create, retrieve (JSON or stream), cancel, delete,
+input items.
+
+Every answer that carries events is a tail of the response's log (`tail`): the
+creating request's stream, a resume, and the wait of a blocking create. Stored
+responses go to the configured store and outlive their connection; `store=false`
+responses live in memory and are cancelled when their client goes away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from tether.api.context import Context, context
+from tether.api.schemas import (
+    CreateRequest,
+    parse_create_request,
+    parse_list_query,
+    parse_retrieve_query,
+)
+from tether.api.sse import EventStream
+from tether.domain import events as ev
+from tether.domain.ids import response_id as new_response_id
+from tether.domain.response import ResponseStatus, build_response
+from tether.domain.types import JSONObject
+from tether.errors import InvalidRequestError, response_not_found
+from tether.jobs.runner import payload_from_request
+from tether.providers.base import GenerationRequest
+from tether.storage.base import NewResponse, Storage, StoredResponse
+from tether.streaming.tail import tail
+
+JSON_TYPE = "application/json"
+
+
+def json_response(body: bytes, status: int = 200) -> Response:
+    return Response(body, status_code=status, media_type=JSON_TYPE)
+
+
+# --- create ---------------------------------------------------------------------
+
+
+async def create_response(request: Request) -> ASGIApp:
+    ctx = context(request)
+    params = parse_create_request(await request.body(), known_models=ctx.providers)
+    storage = ctx.storage if params.store else ctx.memory
+    snapshot, events = _new_response(params)
+    response_id = snapshot["id"]
+    await storage.responses.create(
+        NewResponse(
+            id=response_id,
+            snapshot=orjson.dumps(snapshot),
+            status=ResponseStatus(snapshot["status"]),
+            input_items=params.input_items,
+            events=events,
+            created_at=time.time(),
+            job=payload_from_request(_generation_request(params)),
+        )
+    )
+    if params.background and not params.stream:
+        return json_response(orjson.dumps(snapshot))
+    if params.stream:
+        return EventStream(
+            tail(storage, response_id, -1, heartbeat=ctx.settings.heartbeat_seconds),
+            done_marker=ctx.settings.sse_done,
+            on_disconnect=None if params.store else _abandon(ctx, storage, response_id),
+        )
+    return _Blocking(ctx, storage, response_id, params.store)
+
+
+def _new_response(params: CreateRequest) -> tuple[JSONObject, list[ev.StoredEvent]]:
+    snapshot = build_response(
+        response_id=new_response_id(),
+        model=params.model,
+        created_at=int(time.time()),
+        background=params.background,
+        store=params.store,
+        settings=params.settings,
+    )
+    events = [ev.encode(ev.lifecycle(ev.CREATED, snapshot, 0))]
+    if params.background:
+        events.append(ev.encode(ev.lifecycle(ev.QUEUED, snapshot, 1)))
+    return snapshot, events
+
+
+def _snapshot_of(event: ev.StoredEvent) -> bytes:
+    """The response snapshot a lifecycle event carries."""
+    return orjson.dumps(orjson.loads(event.data)["response"])
+
+
+def _generation_request(params: CreateRequest) -> GenerationRequest:
+    return GenerationRequest(
+        model=params.model,
+        input_items=params.input_items,
+        instructions=params.instructions,
+        max_output_tokens=params.max_output_tokens,
+        temperature=params.temperature,
+        top_p=params.top_p,
+    )
+
+
+def _abandon(ctx: Context, storage: Storage, response_id: str) -> Callable[[], Awaitable[None]]:
+    """For `store=false`: the client left, so the response is cancelled and dropped."""
+
+    async def abandon() -> None:
+        await storage.responses.terminate(response_id, ResponseStatus.CANCELLED)
+        ctx.worker.interrupt(response_id)
+        await storage.responses.delete(response_id)
+
+    return abandon
+
+
+class _Blocking:
+    """A non-streaming create: wait for the terminal event, answer the final snapshot.
+
+    A `store=false` response is cancelled if the client leaves while waiting."""
+
+    def __init__(self, ctx: Context, storage: Storage, response_id: str, store: bool) -> None:
+        self._ctx, self._storage, self._id, self._store = ctx, storage, response_id, store
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        finished = asyncio.ensure_future(self._terminal())
+        gone = asyncio.ensure_future(_disconnected(receive))
+        await asyncio.wait({finished, gone}, return_when=asyncio.FIRST_COMPLETED)
+        if not finished.done():
+            finished.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await finished
+            if not self._store:
+                await _abandon(self._ctx, self._storage, self._id)()
+            return
+        gone.cancel()
+        terminal = finished.result()
+        if not self._store:
+            await self._storage.responses.delete(self._id)
+        if terminal is None:
+            body = orjson.dumps(response_not_found(self._id).to_dict())
+            await json_response(body, 404)(scope, receive, send)
+            return
+        await json_response(_snapshot_of(terminal))(scope, receive, send)
+
+    async def _terminal(self) -> ev.StoredEvent | None:
+        async for batch in tail(self._storage, self._id, -1, heartbeat=3600.0):
+            if batch and batch[-1].terminal:
+                return batch[-1]
+        return None
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+# --- retrieve, cancel, delete, input items ----------------------------------------
+
+
+async def _stored(ctx: Context, response_id: str) -> StoredResponse:
+    stored = await ctx.storage.responses.get(response_id)
+    if stored is None:
+        raise response_not_found(response_id)
+    return stored
+
+
+async def retrieve_response(request: Request) -> Response | EventStream:
+    ctx = context(request)
+    response_id = request.path_params["response_id"]
+    query = parse_retrieve_query(request.query_params.multi_items())
+    stored = await _stored(ctx, response_id)
+    if not query.stream:
+        return json_response(stored.snapshot)
+    after = -1 if query.starting_after is None else query.starting_after
+    if stored.status.terminal and after >= stored.last_seq:
+        batches = _empty()
+    else:
+        batches = tail(ctx.storage, response_id, after, heartbeat=ctx.settings.heartbeat_seconds)
+    return EventStream(batches, done_marker=ctx.settings.sse_done)
+
+
+async def _empty() -> AsyncIterator[list[ev.StoredEvent] | None]:
+    return
+    yield
+
+
+async def cancel_response(request: Request) -> Response:
+    ctx = context(request)
+    response_id = request.path_params["response_id"]
+    stored = await _stored(ctx, response_id)
+    if not stored.status.terminal:
+        result = await ctx.storage.responses.terminate(response_id, ResponseStatus.CANCELLED)
+        if result is None:
+            raise response_not_found(response_id)
+        stored = result
+        ctx.worker.interrupt(response_id)
+    if stored.status is not ResponseStatus.CANCELLED:
+        raise InvalidRequestError(f"Cannot cancel a {stored.status.value} response.")
+    return json_response(stored.snapshot)
+
+
+async def delete_response(request: Request) -> Response:
+    ctx = context(request)
+    response_id = request.path_params["response_id"]
+    if not await ctx.storage.responses.delete(response_id):
+        raise response_not_found(response_id)
+    ctx.worker.interrupt(response_id)
+    return json_response(orjson.dumps({"id": response_id, "object": "response", "deleted": True}))
+
+
+async def list_input_items(request: Request) -> Response:
+    ctx = context(request)
+    response_id = request.path_params["response_id"]
+    query = parse_list_query(request.query_params.multi_items())
+    page = await ctx.storage.responses.input_items(
+        response_id, after=query.after, limit=query.limit, order=query.order
+    )
+    body = {
+        "object": "list",
+        "data": page.items,
+        "first_id": page.items[0]["id"] if page.items else None,
+        "last_id": page.items[-1]["id"] if page.items else None,
+        "has_more": page.has_more,
+    }
+    return json_response(orjson.dumps(body))
+
+
+routes = [
+    Route("/v1/responses", create_response, methods=["POST"]),
+    Route("/v1/responses/{response_id}", retrieve_response, methods=["GET"]),
+    Route("/v1/responses/{response_id}", delete_response, methods=["DELETE"]),
+    Route("/v1/responses/{response_id}/cancel", cancel_response, methods=["POST"]),
+    Route("/v1/responses/{response_id}/input_items", list_input_items, methods=["GET"]),
+]

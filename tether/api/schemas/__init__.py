@@ -1,0 +1,43 @@
+"""Request validation at the edge: bodies and query strings in, frozen values out.
+
+Contract:
+
+* `parse_create_request(body, known_models=…)` parses the JSON body of
+  `POST /v1/responses` into a `CreateRequest`. Every error is raised before any work
+  starts: `InvalidRequestError` (400) whose `param` is the offending path in OpenAI's
+  style (`"max_output_tokens"`, `"input[0].content"`, `"text.format.type"`) and whose
+  message says what to change; `NotFoundError` (404, `model_not_found`) for a model
+  not in `known_models`, checked last.
+* Codes follow OpenAI: `unknown_parameter`, `invalid_type`, `invalid_value`,
+  `missing_required_parameter`, `integer_below_min_value` (and the other
+  `{integer,decimal}_{below_min,above_max}_value`), `string_above_max_length`,
+  `unsupported_parameter` for OpenAI features this server does not implement yet.
+* Null means "unset" for every optional field. Booleans are never numbers.
+* `CreateRequest.settings` carries the validated value of each `ECHO_DEFAULTS` key the
+  request set, for `tether.domain.response.build_response` to echo.
+* `parse_retrieve_query` / `parse_list_query` read the query strings of
+  `GET /v1/responses/{id}` and `GET /v1/responses/{id}/input_items`; unknown params
+  are ignored.
+
+Modules: `create` (the body), `items` (the `input` field), `query` (query strings),
+`fields` (single-value checks and the error builders).
+"""
+
+from __future__ import annotations
+
+from tether.api.schemas.create import CreateRequest, parse_create_request
+from tether.api.schemas.query import (
+    ListQuery,
+    RetrieveQuery,
+    parse_list_query,
+    parse_retrieve_query,
+)
+
+__all__ = [
+    "CreateRequest",
+    "ListQuery",
+    "RetrieveQuery",
+    "parse_create_request",
+    "parse_list_query",
+    "parse_retrieve_query",
+]

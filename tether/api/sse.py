@@ -1,0 +1,107 @@
+"""Server-sent events: framing and the streaming ASGI response.
+
+A frame is exactly `event: <type>\\ndata: <json>\\n\\n` — the JSON bytes are the
+stored ones, untouched. Frames of one batch go out in one write. Heartbeats are
+SSE comments (`: keepalive`), which every SSE client ignores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from starlette.types import Message, Receive, Scope, Send
+
+from tether.domain.events import StoredEvent
+
+logger = logging.getLogger("tether.sse")
+
+KEEPALIVE = b": keepalive\n\n"
+DONE = b"data: [DONE]\n\n"
+_PREFIXES: dict[str, bytes] = {}
+
+
+def frame(event: StoredEvent) -> bytes:
+    prefix = _PREFIXES.get(event.type)
+    if prefix is None:
+        prefix = _PREFIXES[event.type] = b"event: " + event.type.encode() + b"\ndata: "
+    return prefix + event.data + b"\n\n"
+
+
+def frames(batch: list[StoredEvent]) -> bytes:
+    return b"".join([frame(event) for event in batch])
+
+
+class EventStream:
+    """An ASGI response streaming a tail as SSE until its end or the client leaves.
+
+    `on_disconnect` runs if the client goes away before the stream ended.
+    """
+
+    media_type = b"text/event-stream; charset=utf-8"
+
+    def __init__(
+        self,
+        batches: AsyncIterator[list[StoredEvent] | None],
+        *,
+        done_marker: bool,
+        headers: list[tuple[bytes, bytes]] | None = None,
+        on_disconnect: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self._batches = batches
+        self._done_marker = done_marker
+        self._headers = headers or []
+        self._on_disconnect = on_disconnect
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", self.media_type),
+                    (b"cache-control", b"no-cache"),
+                    (b"x-accel-buffering", b"no"),
+                    *self._headers,
+                ],
+            }
+        )
+        body = asyncio.ensure_future(self._send_body(send))
+        gone = asyncio.ensure_future(_wait_disconnect(receive))
+        try:
+            await asyncio.wait({body, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (body, gone):
+                if not task.done():
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+            with contextlib.suppress(Exception):
+                await self._batches.aclose()  # type: ignore[attr-defined]
+        if body.cancelled() or not body.done():
+            if self._on_disconnect is not None:
+                await self._on_disconnect()
+            return
+        if body.exception() is not None:
+            logger.error("stream failed", exc_info=body.exception())
+
+    async def _send_body(self, send: Send) -> None:
+        async for batch in self._batches:
+            chunk = KEEPALIVE if batch is None else frames(batch)
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send(
+            {
+                "type": "http.response.body",
+                "body": DONE if self._done_marker else b"",
+                "more_body": False,
+            }
+        )
+
+
+async def _wait_disconnect(receive: Receive) -> None:
+    while True:
+        message: Message = await receive()
+        if message["type"] == "http.disconnect":
+            return

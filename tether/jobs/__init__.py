@@ -1,0 +1,1 @@
+"""Generation: the runner (provider deltas → events) and the worker (claim, lease, sweep)."""

@@ -1,0 +1,234 @@
+"""The runner: one response's generation, from provider deltas to appended events.
+
+It numbers each event where it is appended, encodes it once, folds it into the
+snapshot and queues it for the log. Appends are pipelined: at most one append of
+this response is in flight; events produced meanwhile go in the next one, so
+batches grow by themselves under load and stay single events when idle. The
+runner never waits for readers; it waits for the log only when too many events
+are unconfirmed (backpressure) and at the end.
+
+A lost compare-and-append (`AppendConflictError`) means someone else ended the
+response (cancel, sweep, delete): the runner stops without writing more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import orjson
+
+from tether.domain import events as ev
+from tether.domain.fold import Fold
+from tether.domain.ids import message_id
+from tether.domain.response import ResponseStatus, usage
+from tether.domain.types import JSONObject
+from tether.errors import AppendConflictError, ProviderError
+from tether.providers.base import Finish, GenerationRequest, ModelProvider, TextDelta, Usage
+from tether.storage.base import EventLog, StoredResponse
+
+logger = logging.getLogger("tether.runner")
+
+MAX_UNCONFIRMED = 512  # events queued for the log before the runner waits for it
+
+
+class Runner:
+    """Runs one response to a terminal event. `run` never raises but for cancellation."""
+
+    def __init__(
+        self,
+        log: EventLog,
+        provider: ModelProvider,
+        stored: StoredResponse,
+        request: GenerationRequest,
+    ) -> None:
+        self.response_id = stored.id
+        self._log = log
+        self._provider = provider
+        self._request = request
+        self._fold = Fold(orjson.loads(stored.snapshot), stored.last_seq)
+        self._pending: list[ev.StoredEvent] = []
+        self._inflight: asyncio.Task[None] | None = None
+        self._error: BaseException | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"<Runner {self.response_id} seq={self._fold.last_seq} pending={len(self._pending)} "
+            f"inflight={self._inflight is not None}>"
+        )
+
+    async def run(self) -> None:
+        try:
+            await self._generate()
+        except AppendConflictError:
+            logger.debug("response %s was ended elsewhere; runner stops", self.response_id)
+        except ProviderError as exc:
+            await self._fail(exc.code, exc.message)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("runner for %s failed", self.response_id)
+            await self._fail(
+                "server_error",
+                "Tether hit an internal error while generating this response; see the server log.",
+            )
+
+    async def _generate(self) -> None:
+        snapshot = self._fold.snapshot()
+        snapshot["status"] = ResponseStatus.IN_PROGRESS.value
+        self._emit(ev.lifecycle(ev.IN_PROGRESS, snapshot, self._next_seq()))
+        message: _OpenMessage | None = None
+        reported: Usage | None = None
+        finish = "stop"
+        async for delta in self._provider.stream(self._request):
+            if type(delta) is TextDelta:
+                if message is None:
+                    message = self._open_message()
+                message.pieces.append(delta.text)
+                self._emit(
+                    ev.text_delta(message.item_id, message.index, 0, delta.text, self._next_seq())
+                )
+                if len(self._pending) >= MAX_UNCONFIRMED:
+                    await self._confirm()
+            elif type(delta) is Usage:
+                reported = delta
+            elif type(delta) is Finish:
+                finish = delta.reason
+        incomplete = finish in ("length", "content_filter")
+        if message is not None:
+            self._close_message(message, "incomplete" if incomplete else "completed")
+        final = self._fold.snapshot()
+        if reported is not None:
+            final["usage"] = usage(
+                reported.input_tokens, reported.output_tokens, reported.reasoning_tokens
+            )
+        if incomplete:
+            reason = "max_output_tokens" if finish == "length" else "content_filter"
+            final["status"] = ResponseStatus.INCOMPLETE.value
+            final["incomplete_details"] = {"reason": reason}
+            self._emit(ev.lifecycle(ev.INCOMPLETE, final, self._next_seq()))
+        else:
+            final["status"] = ResponseStatus.COMPLETED.value
+            final["completed_at"] = int(time.time())
+            self._emit(ev.lifecycle(ev.COMPLETED, final, self._next_seq()))
+        await self._drain()
+
+    async def _fail(self, code: str, message: str) -> None:
+        """End with `error` + `response.failed`, unless the log already moved on."""
+        if self._error is not None:
+            return
+        try:
+            self._emit(ev.error(code, message, self._next_seq()))
+            final = self._fold.snapshot()
+            final["status"] = ResponseStatus.FAILED.value
+            final["error"] = {"code": code, "message": message}
+            self._emit(ev.lifecycle(ev.FAILED, final, self._next_seq()))
+            await self._drain()
+        except AppendConflictError:
+            logger.debug("response %s was ended elsewhere before it could fail", self.response_id)
+
+    # --- output items ---------------------------------------------------------
+
+    def _open_message(self) -> _OpenMessage:
+        message = _OpenMessage(message_id(), len(self._fold.snapshot()["output"]))
+        item = ev.message_item(message.item_id, "in_progress", [])
+        self._emit(ev.output_item_added(message.index, item, self._next_seq()))
+        self._emit(
+            ev.content_part(
+                ev.CONTENT_PART_ADDED,
+                message.item_id,
+                message.index,
+                0,
+                ev.output_text_part(),
+                self._next_seq(),
+            )
+        )
+        return message
+
+    def _close_message(self, message: _OpenMessage, status: str) -> None:
+        text = "".join(message.pieces)
+        self._emit(ev.text_done(message.item_id, message.index, 0, text, self._next_seq()))
+        part = ev.output_text_part(text)
+        self._emit(
+            ev.content_part(
+                ev.CONTENT_PART_DONE, message.item_id, message.index, 0, part, self._next_seq()
+            )
+        )
+        item = ev.message_item(message.item_id, status, [ev.output_text_part(text)])
+        self._emit(ev.output_item_done(message.index, item, self._next_seq()))
+
+    # --- the log --------------------------------------------------------------
+
+    def _next_seq(self) -> int:
+        return self._fold.last_seq + 1
+
+    def _emit(self, event: JSONObject) -> None:
+        if self._error is not None:
+            raise self._error
+        stored = ev.encode(event)
+        self._fold.apply(event)
+        self._pending.append(stored)
+        if self._inflight is None:
+            self._inflight = asyncio.create_task(self._flush())
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                snapshot = orjson.dumps(self._fold.snapshot())
+                await self._log.append(self.response_id, batch, snapshot, self._fold.status)
+        except BaseException as exc:  # kept for the runner to raise; never lost in the task
+            self._error = exc
+        finally:
+            self._inflight = None
+
+    async def _confirm(self) -> None:
+        """Wait for the append in flight (backpressure); raise what it raised."""
+        if self._inflight is not None:
+            await asyncio.shield(self._inflight)
+        if self._error is not None:
+            raise self._error
+
+    async def _drain(self) -> None:
+        while self._inflight is not None:
+            await self._confirm()
+        if self._error is not None:
+            raise self._error
+
+
+class _OpenMessage:
+    __slots__ = ("index", "item_id", "pieces")
+
+    def __init__(self, item_id: str, index: int) -> None:
+        self.item_id = item_id
+        self.index = index
+        self.pieces: list[str] = []
+
+
+def request_from_payload(payload: bytes) -> GenerationRequest:
+    data: dict[str, Any] = orjson.loads(payload)
+    return GenerationRequest(
+        model=data["model"],
+        input_items=data["input_items"],
+        instructions=data.get("instructions"),
+        max_output_tokens=data.get("max_output_tokens"),
+        temperature=data.get("temperature"),
+        top_p=data.get("top_p"),
+        extra=data.get("extra") or {},
+    )
+
+
+def payload_from_request(request: GenerationRequest) -> bytes:
+    return orjson.dumps(
+        {
+            "model": request.model,
+            "input_items": request.input_items,
+            "instructions": request.instructions,
+            "max_output_tokens": request.max_output_tokens,
+            "temperature": request.temperature,
+            "top_p": request.top_p,
+            "extra": dict(request.extra),
+        }
+    )

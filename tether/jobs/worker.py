@@ -1,0 +1,223 @@
+"""The worker: claims jobs, runs them concurrently (bounded), keeps their leases,
+and sweeps jobs whose worker is gone.
+
+Sections: owners · the worker · sweeping.
+
+A job's lease is renewed every third of `lease_seconds`. The sweeper, which runs
+at start-up and then every `sweep_seconds`, ends every claimed job whose lease
+ran out or whose owner process is known to be dead (same host, pid gone, or the
+same pid in a new incarnation) with `error` + `response.failed` — never leaving a
+response stuck `in_progress`. Continuing such a response instead comes with
+crash continuation (a later part).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import Sequence
+
+from tether.domain.response import ResponseStatus
+from tether.jobs.runner import Runner, request_from_payload
+from tether.providers.registry import ProviderRegistry
+from tether.settings import Settings
+from tether.storage.base import ClaimedJob, Job, Storage
+
+logger = logging.getLogger("tether.worker")
+
+LOST_WORKER_MESSAGE = (
+    "The worker generating this response stopped (it crashed or was killed) before the "
+    "response finished, and this model cannot continue a partial response. Retry the request."
+)
+SHUTDOWN_MESSAGE = "The server shut down before this response finished. Retry the request."
+POLL_SECONDS = 1.0  # fallback claim poll when no in-process wake-up arrives
+
+
+# --- owners -------------------------------------------------------------------
+
+
+def new_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def owner_is_dead(owner: str, me: str) -> bool:
+    """Whether `owner` (host:pid:nonce) is a process on this host that is gone."""
+    host, _, rest = owner.partition(":")
+    pid_text, _, _nonce = rest.partition(":")
+    my_host, _, my_rest = me.partition(":")
+    if host != my_host or owner == me:
+        return False
+    if pid_text == my_rest.partition(":")[0]:
+        return True  # our pid, another nonce: an earlier incarnation (e.g. a restarted container)
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, ValueError):
+        return False
+    return False
+
+
+# --- the worker ---------------------------------------------------------------
+
+
+class Worker:
+    """Runs the jobs of one or more storages in this process."""
+
+    def __init__(
+        self, storages: Sequence[Storage], providers: ProviderRegistry, settings: Settings
+    ) -> None:
+        self.owner = new_owner()
+        self._storages = list(storages)
+        self._providers = providers
+        self._settings = settings
+        self._running: dict[str, tuple[Storage, asyncio.Task[None]]] = {}
+        self._slot_freed = asyncio.Event()
+        self._loops: list[asyncio.Task[None]] = []
+
+    def __repr__(self) -> str:
+        return (
+            f"<Worker owner={self.owner} running={len(self._running)}/"
+            f"{self._settings.worker_concurrency} storages={[s.name for s in self._storages]}>"
+        )
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    async def start(self) -> None:
+        for storage in self._storages:
+            await self.sweep(storage)
+            self._loops.append(asyncio.create_task(self._claim_loop(storage)))
+            self._loops.append(asyncio.create_task(self._sweep_loop(storage)))
+        self._loops.append(asyncio.create_task(self._renew_loop()))
+
+    async def stop(self, grace_seconds: float = 5.0) -> None:
+        """Stop claiming; give running jobs `grace_seconds`, then fail the rest clearly."""
+        for task in self._loops:
+            task.cancel()
+        for task in self._loops:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._loops.clear()
+        if self._running:
+            tasks = [task for _, task in self._running.values()]
+            await asyncio.wait(tasks, timeout=grace_seconds)
+        for response_id, (storage, task) in list(self._running.items()):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await storage.responses.terminate(
+                response_id,
+                ResponseStatus.FAILED,
+                {"code": "server_error", "message": SHUTDOWN_MESSAGE},
+            )
+
+    def interrupt(self, response_id: str) -> bool:
+        """Stop generating `response_id` here (after a cancel or delete)."""
+        entry = self._running.get(response_id)
+        if entry is None:
+            return False
+        entry[1].cancel()
+        return True
+
+    async def _claim_loop(self, storage: Storage) -> None:
+        settings = self._settings
+        while True:
+            free = settings.worker_concurrency - len(self._running)
+            if free <= 0:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+                continue
+            try:
+                jobs = await storage.jobs.claim(self.owner, free, settings.lease_seconds)
+            except Exception:
+                logger.exception("claiming jobs from %s failed", storage.name)
+                await asyncio.sleep(POLL_SECONDS)
+                continue
+            for job in jobs:
+                self._start(storage, job)
+            if not jobs:
+                await storage.jobs.wait_for_jobs(POLL_SECONDS)
+
+    def _start(self, storage: Storage, job: Job) -> None:
+        task = asyncio.create_task(self._run(storage, job), name=f"runner-{job.response_id}")
+        self._running[job.response_id] = (storage, task)
+        task.add_done_callback(lambda _: self._finished(job.response_id))
+
+    def _finished(self, response_id: str) -> None:
+        self._running.pop(response_id, None)
+        self._slot_freed.set()
+
+    async def _run(self, storage: Storage, job: Job) -> None:
+        request = request_from_payload(job.payload)
+        stored = await storage.responses.get(job.response_id)
+        if stored is None or stored.status.terminal:
+            return  # deleted or cancelled while queued; nothing to generate
+        if request.model not in self._providers:
+            await storage.responses.terminate(
+                job.response_id,
+                ResponseStatus.FAILED,
+                {
+                    "code": "server_error",
+                    "message": f"Model '{request.model}' is not served "
+                    "by this worker; check the worker's models configuration.",
+                },
+            )
+            return
+        runner = Runner(storage.events, self._providers.get(request.model), stored, request)
+        await runner.run()
+
+    async def _renew_loop(self) -> None:
+        interval = self._settings.lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            for storage in self._storages:
+                mine = [rid for rid, (s, _) in self._running.items() if s is storage]
+                if not mine:
+                    continue
+                try:
+                    held = await storage.jobs.renew(self.owner, mine, self._settings.lease_seconds)
+                except Exception:
+                    logger.exception("renewing leases on %s failed", storage.name)
+                    continue
+                for response_id in set(mine) - held:
+                    logger.warning("lost the lease of %s; stopping its runner", response_id)
+                    self.interrupt(response_id)
+
+    # --- sweeping -------------------------------------------------------------
+
+    async def _sweep_loop(self, storage: Storage) -> None:
+        while True:
+            await asyncio.sleep(self._settings.sweep_seconds)
+            try:
+                await self.sweep(storage)
+            except Exception:
+                logger.exception("sweeping %s failed", storage.name)
+
+    async def sweep(self, storage: Storage) -> list[str]:
+        """Fail every claimed job whose lease ran out or whose owner is dead."""
+        now = time.time()
+        swept: list[str] = []
+        for job in await storage.jobs.claimed():
+            if self._abandoned(job, now):
+                logger.warning(
+                    "job %s of %s was abandoned by %s", job.response_id, storage.name, job.owner
+                )
+                await storage.responses.terminate(
+                    job.response_id,
+                    ResponseStatus.FAILED,
+                    {"code": "server_error", "message": LOST_WORKER_MESSAGE},
+                )
+                swept.append(job.response_id)
+        return swept
+
+    def _abandoned(self, job: ClaimedJob, now: float) -> bool:
+        if job.owner == self.owner:
+            return False
+        return job.lease_until < now or owner_is_dead(job.owner, self.owner)

@@ -1,0 +1,1 @@
+"""Model providers behind the `ModelProvider` seam: fake, chat (Chat Completions upstream)."""

@@ -1,0 +1,75 @@
+"""Model name → provider instance, built from the `[[models]]` entries of the config.
+
+A model entry's `provider` is a built-in name (`fake`, `chat`) or an import string
+`package.module:Class` for a provider of the user's own; the class must offer
+`from_options(model_name, options)`. Modules are imported only when a model uses them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tether.errors import ConfigError
+from tether.providers.base import ModelProvider
+
+BUILTIN = {
+    "fake": "tether.providers.fake:FakeProvider",
+    "chat": "tether.providers.chat:ChatProvider",
+}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str
+    provider: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+DEFAULT_MODELS = (ModelConfig("fake", "fake"),)
+
+
+def import_provider(spec: str) -> Any:
+    target = BUILTIN.get(spec, spec)
+    module_name, _, attr = target.partition(":")
+    if not attr:
+        raise ConfigError(
+            f"Unknown provider {spec!r}: use one of {', '.join(BUILTIN)} or 'module:Class'"
+        )
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"Cannot load provider {spec!r}: {exc}") from exc
+
+
+class ProviderRegistry:
+    def __init__(self, providers: Mapping[str, ModelProvider]) -> None:
+        self._providers = dict(providers)
+
+    def __repr__(self) -> str:
+        return f"<ProviderRegistry models={sorted(self._providers)}>"
+
+    @classmethod
+    def from_models(cls, models: tuple[ModelConfig, ...]) -> ProviderRegistry:
+        providers: dict[str, ModelProvider] = {}
+        for model in models:
+            if model.name in providers:
+                raise ConfigError(f"Model {model.name!r} is configured twice")
+            provider_class = import_provider(model.provider)
+            providers[model.name] = provider_class.from_options(model.name, model.options)
+        return cls(providers)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._providers
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._providers)
+
+    def get(self, name: str) -> ModelProvider:
+        return self._providers[name]
+
+    async def aclose(self) -> None:
+        for provider in self._providers.values():
+            await provider.aclose()

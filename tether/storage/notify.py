@@ -1,0 +1,68 @@
+"""In-process wake-ups for tailers: the last committed sequence number per response.
+
+Backends call `published` after a commit becomes visible; `wait` returns as soon
+as an event past the caller's cursor is known to be committed. Entries of finished
+responses are forgotten after a grace period, so a reader that raced the terminal
+commit still wakes at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+FORGET_AFTER_SECONDS = 30.0
+GONE = 1 << 62  # published for a deleted response: wakes every waiter
+
+
+class Notifier:
+    def __init__(self) -> None:
+        self._last: dict[str, int] = {}
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+
+    def __repr__(self) -> str:
+        return f"<Notifier responses={len(self._last)} waiting={len(self._waiters)}>"
+
+    def published(self, response_id: str, last_seq: int, *, finished: bool = False) -> None:
+        self._last[response_id] = last_seq
+        waiters = self._waiters.pop(response_id, None)
+        if waiters:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+        if finished:
+            asyncio.get_running_loop().call_later(
+                FORGET_AFTER_SECONDS, self._last.pop, response_id, None
+            )
+
+    async def wait(self, response_id: str, after: int, timeout: float) -> bool:
+        if self._last.get(response_id, -1) > after:
+            return True
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(response_id, []).append(waiter)
+        try:
+            await asyncio.wait_for(waiter, timeout)
+        except TimeoutError:
+            waiters = self._waiters.get(response_id)
+            if waiters is not None and waiter in waiters:
+                waiters.remove(waiter)
+                if not waiters:
+                    del self._waiters[response_id]
+            return False
+        return self._last.get(response_id, -1) > after
+
+
+class JobSignal:
+    """Wakes the worker's claim loop when a job was enqueued in this process."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    async def wait(self, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(self._event.wait(), timeout)
+        except TimeoutError:
+            return
+        self._event.clear()

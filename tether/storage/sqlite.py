@@ -1,0 +1,590 @@
+"""The embedded default backend: one SQLite file in WAL mode.
+
+Sections: the database (writer thread, readers, recent-event tail) · ResponseStore ·
+EventLog · JobQueue · opening.
+
+Writes go to one writer thread that group-commits: it takes every operation that
+queued up while it was busy and runs them in one transaction, each in its own
+savepoint so a lost compare-and-append does not undo its neighbours. Results and
+wake-ups are delivered on the event loop after the COMMIT, so nobody sees an
+event before it is durable. Reads run on a small thread pool with their own
+connections; live tails are served from a bounded in-memory copy of each active
+response's most recent committed events, so following a stream costs no query.
+
+One process owns a SQLite file (a lock file enforces it); several processes
+share state through PostgreSQL or Redis instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, Literal, TypeVar
+
+import orjson
+
+from tether.domain import events as ev
+from tether.domain.fold import terminal_transition
+from tether.domain.response import ResponseStatus
+from tether.domain.types import JSONObject
+from tether.errors import (
+    AppendConflictError,
+    ConfigError,
+    InvalidRequestError,
+    StorageError,
+    response_not_found,
+)
+from tether.storage.base import ClaimedJob, ItemPage, Job, NewResponse, Storage, StoredResponse
+from tether.storage.notify import GONE, JobSignal, Notifier
+
+T = TypeVar("T")
+
+MIGRATIONS = [
+    """
+    CREATE TABLE responses (
+        id TEXT PRIMARY KEY,
+        status TEXT NOT NULL,
+        snapshot BLOB NOT NULL,
+        last_seq INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE input_items (
+        response_id TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        id TEXT NOT NULL,
+        item BLOB NOT NULL,
+        PRIMARY KEY (response_id, position)
+    ) WITHOUT ROWID;
+    CREATE INDEX input_items_by_id ON input_items (response_id, id);
+    CREATE TABLE events (
+        response_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY (response_id, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE jobs (
+        response_id TEXT PRIMARY KEY,
+        queued_at REAL NOT NULL,
+        owner TEXT,
+        lease_until REAL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        payload BLOB NOT NULL
+    );
+    CREATE INDEX jobs_unclaimed ON jobs (queued_at) WHERE owner IS NULL;
+    """,
+]
+
+TERMINAL_VALUES = tuple(s.value for s in ResponseStatus if s.terminal)
+RECENT_LIMIT = 2048  # events kept in memory per active response
+RECENT_LINGER_SECONDS = 10.0  # how long a finished response's tail stays in memory
+BATCH_LIMIT = 1024  # operations per transaction
+
+
+# --- the database -------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Op(Generic[T]):
+    fn: Callable[[sqlite3.Connection], T]
+    future: asyncio.Future[T]
+    on_commit: Callable[[T], None] | None
+    result: Any = None
+    error: BaseException | None = None
+
+
+class _Recent:
+    """The most recent committed events of one active response (contiguous seqs)."""
+
+    __slots__ = ("events", "first_seq")
+
+    def __init__(self, events: list[ev.StoredEvent]) -> None:
+        self.events = events
+        self.first_seq = events[0].seq if events else 0
+
+    def extend(self, events: Sequence[ev.StoredEvent]) -> None:
+        self.events.extend(events)
+        if len(self.events) > RECENT_LIMIT:
+            drop = len(self.events) - RECENT_LIMIT // 2
+            del self.events[:drop]
+            self.first_seq = self.events[0].seq
+
+
+class SQLiteDatabase:
+    """A SQLite file with one writer thread, a reader pool and a recent-event tail."""
+
+    def __init__(self, path: Path, synchronous: str = "NORMAL") -> None:
+        self.path = path
+        self.synchronous = synchronous
+        self.notifier = Notifier()
+        self.job_signal = JobSignal()
+        self.recent: dict[str, _Recent] = {}
+        self._queue: queue.SimpleQueue[_Op[Any] | None] = queue.SimpleQueue()
+        self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tether-sqlite-read")
+        self._local = threading.local()
+        self._writer: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock_fd: int | None = None
+        self.batches = 0
+        self.ops = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"<SQLiteDatabase path={str(self.path)!r} batches={self.batches} ops={self.ops} "
+            f"recent={len(self.recent)}>"
+        )
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._take_lock()
+        self._loop = asyncio.get_running_loop()
+        self._writer = threading.Thread(target=self._run_writer, name="tether-sqlite-write")
+        self._writer.daemon = True
+        self._writer.start()
+        await self.write(self._migrate)
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._queue.put(None)
+            await asyncio.get_running_loop().run_in_executor(None, self._writer.join)
+            self._writer = None
+        self._readers.shutdown(wait=True)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _take_lock(self) -> None:
+        fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ConfigError(
+                f"Another Tether process is using the SQLite store {self.path}. A SQLite file "
+                "belongs to one process; stop the other one, choose another --store file, or "
+                "use PostgreSQL or Redis to run several processes."
+            ) from None
+        self._lock_fd = fd
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        conn.execute("PRAGMA busy_timeout=5000")
+        return conn
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            for statement in script.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version={number}")
+
+    async def write(
+        self, fn: Callable[[sqlite3.Connection], T], on_commit: Callable[[T], None] | None = None
+    ) -> T:
+        """Run `fn` in the next group transaction; `on_commit` runs on the loop after COMMIT."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.put(_Op(fn, future, on_commit))
+        return await future
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, self._read_sync, fn)
+
+    def _read_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._connect()
+            conn.execute("PRAGMA query_only=1")
+        try:
+            return fn(conn)
+        except sqlite3.Error as exc:
+            raise StorageError(f"SQLite read failed: {exc}") from exc
+
+    def _run_writer(self) -> None:
+        conn = self._connect()
+        stopping = False
+        while not stopping:
+            op = self._queue.get()
+            if op is None:
+                break
+            batch: list[_Op[Any]] = [op]
+            while len(batch) < BATCH_LIMIT:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stopping = True
+                    break
+                batch.append(nxt)
+            self._run_batch(conn, batch)
+        conn.close()
+
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[_Op[Any]]) -> None:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for op in batch:
+                conn.execute("SAVEPOINT op")
+                try:
+                    op.result = op.fn(conn)
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO op")
+                    if isinstance(exc, sqlite3.Error):
+                        exc = StorageError(f"SQLite write failed: {exc}")
+                    op.error = exc
+                conn.execute("RELEASE op")
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            error = StorageError(f"SQLite write failed: {exc}")
+            for op in batch:
+                op.error = error
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._complete, batch)
+
+    def _complete(self, batch: list[_Op[Any]]) -> None:
+        self.batches += 1
+        self.ops += len(batch)
+        for op in batch:
+            if op.error is None and op.on_commit is not None:
+                op.on_commit(op.result)
+            if op.future.done():
+                continue
+            if op.error is not None:
+                op.future.set_exception(op.error)
+            else:
+                op.future.set_result(op.result)
+
+    def remember(self, response_id: str, events: Sequence[ev.StoredEvent]) -> None:
+        """Called on the loop after a commit: keep the tail, wake the readers."""
+        recent = self.recent.get(response_id)
+        if recent is None:
+            self.recent[response_id] = _Recent(list(events))
+        else:
+            recent.extend(events)
+        finished = events[-1].terminal
+        self.notifier.published(response_id, events[-1].seq, finished=finished)
+        if finished:
+            assert self._loop is not None
+            self._loop.call_later(RECENT_LINGER_SECONDS, self.recent.pop, response_id, None)
+
+    def forget(self, response_id: str) -> None:
+        self.recent.pop(response_id, None)
+        self.notifier.published(response_id, GONE, finished=True)
+
+
+def _stored(response_id: str, row: tuple[str, bytes, int] | None) -> StoredResponse | None:
+    if row is None:
+        return None
+    return StoredResponse(response_id, ResponseStatus(row[0]), row[1], row[2])
+
+
+# --- ResponseStore ------------------------------------------------------------
+
+
+class SQLiteResponseStore:
+    def __init__(self, db: SQLiteDatabase) -> None:
+        self._db = db
+
+    def __repr__(self) -> str:
+        return f"<SQLiteResponseStore {self._db!r}>"
+
+    async def create(self, new: NewResponse) -> None:
+        def insert(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO responses (id, status, snapshot, last_seq, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    new.id,
+                    new.status.value,
+                    new.snapshot,
+                    new.events[-1].seq,
+                    new.created_at,
+                    new.created_at,
+                ),
+            )
+            conn.executemany(
+                "INSERT INTO input_items (response_id, position, id, item) VALUES (?, ?, ?, ?)",
+                [
+                    (new.id, i, item["id"], orjson.dumps(item))
+                    for i, item in enumerate(new.input_items)
+                ],
+            )
+            _insert_events(conn, new.id, new.events)
+            conn.execute(
+                "INSERT INTO jobs (response_id, queued_at, payload) VALUES (?, ?, ?)",
+                (new.id, time.time(), new.job),
+            )
+
+        def committed(_: None) -> None:
+            self._db.remember(new.id, new.events)
+            self._db.job_signal.set()
+
+        await self._db.write(insert, committed)
+
+    async def get(self, response_id: str) -> StoredResponse | None:
+        def select(conn: sqlite3.Connection) -> StoredResponse | None:
+            row = conn.execute(
+                "SELECT status, snapshot, last_seq FROM responses WHERE id = ?", (response_id,)
+            ).fetchone()
+            return _stored(response_id, row)
+
+        return await self._db.read(select)
+
+    async def input_items(
+        self, response_id: str, *, after: str | None, limit: int, order: Literal["asc", "desc"]
+    ) -> ItemPage:
+        def select(conn: sqlite3.Connection) -> ItemPage:
+            if (
+                conn.execute("SELECT 1 FROM responses WHERE id = ?", (response_id,)).fetchone()
+                is None
+            ):
+                raise response_not_found(response_id)
+            position = -1 if order == "asc" else 1 << 62
+            if after is not None:
+                row = conn.execute(
+                    "SELECT position FROM input_items WHERE response_id = ? AND id = ?",
+                    (response_id, after),
+                ).fetchone()
+                if row is None:
+                    raise InvalidRequestError(
+                        f"No input item with id '{after}' in this response; pass the id of an "
+                        "item from a previous page as 'after'.",
+                        param="after",
+                    )
+                position = row[0]
+            comparison, direction = (">", "ASC") if order == "asc" else ("<", "DESC")
+            rows = conn.execute(
+                f"SELECT item FROM input_items WHERE response_id = ? AND position {comparison} ? "
+                f"ORDER BY position {direction} LIMIT ?",
+                (response_id, position, limit + 1),
+            ).fetchall()
+            return ItemPage([orjson.loads(r[0]) for r in rows[:limit]], has_more=len(rows) > limit)
+
+        return await self._db.read(select)
+
+    async def terminate(
+        self, response_id: str, status: ResponseStatus, error: JSONObject | None = None
+    ) -> StoredResponse | None:
+        def transition(
+            conn: sqlite3.Connection,
+        ) -> tuple[StoredResponse | None, list[ev.StoredEvent]]:
+            row = conn.execute(
+                "SELECT status, snapshot, last_seq FROM responses WHERE id = ?", (response_id,)
+            ).fetchone()
+            stored = _stored(response_id, row)
+            if stored is None or stored.status.terminal:
+                return stored, []
+            new_events, final = terminal_transition(
+                orjson.loads(stored.snapshot), stored.last_seq, status, error
+            )
+            encoded = [ev.encode(e) for e in new_events]
+            snapshot = orjson.dumps(final)
+            _insert_events(conn, response_id, encoded)
+            conn.execute(
+                "UPDATE responses SET status = ?, snapshot = ?, last_seq = ?, updated_at = ? "
+                "WHERE id = ?",
+                (status.value, snapshot, encoded[-1].seq, time.time(), response_id),
+            )
+            conn.execute("DELETE FROM jobs WHERE response_id = ?", (response_id,))
+            return StoredResponse(response_id, status, snapshot, encoded[-1].seq), encoded
+
+        def committed(result: tuple[StoredResponse | None, list[ev.StoredEvent]]) -> None:
+            if result[1]:
+                self._db.remember(response_id, result[1])
+
+        stored, _ = await self._db.write(transition, committed)
+        return stored
+
+    async def delete(self, response_id: str) -> bool:
+        def remove(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute("DELETE FROM responses WHERE id = ?", (response_id,))
+            for table in ("input_items", "events", "jobs"):
+                conn.execute(f"DELETE FROM {table} WHERE response_id = ?", (response_id,))
+            return cursor.rowcount > 0
+
+        def committed(deleted: bool) -> None:
+            if deleted:
+                self._db.forget(response_id)
+
+        return await self._db.write(remove, committed)
+
+
+def _insert_events(
+    conn: sqlite3.Connection, response_id: str, events: Sequence[ev.StoredEvent]
+) -> None:
+    conn.executemany(
+        "INSERT INTO events (response_id, seq, type, data) VALUES (?, ?, ?, ?)",
+        [(response_id, e.seq, e.type, e.data) for e in events],
+    )
+
+
+# --- EventLog -----------------------------------------------------------------
+
+
+class SQLiteEventLog:
+    def __init__(self, db: SQLiteDatabase) -> None:
+        self._db = db
+
+    def __repr__(self) -> str:
+        return f"<SQLiteEventLog {self._db!r}>"
+
+    async def append(
+        self,
+        response_id: str,
+        events: Sequence[ev.StoredEvent],
+        snapshot: bytes,
+        status: ResponseStatus,
+    ) -> None:
+        first, last = events[0].seq, events[-1].seq
+        finished = events[-1].terminal
+
+        def apply(conn: sqlite3.Connection) -> None:
+            cursor = conn.execute(
+                "UPDATE responses SET status = ?, snapshot = ?, last_seq = ?, updated_at = ? "
+                "WHERE id = ? AND last_seq = ? AND status NOT IN (?, ?, ?, ?)",
+                (
+                    status.value,
+                    snapshot,
+                    last,
+                    time.time(),
+                    response_id,
+                    first - 1,
+                    *TERMINAL_VALUES,
+                ),
+            )
+            if cursor.rowcount != 1:
+                raise AppendConflictError(
+                    f"response {response_id} is gone, terminal, or not at seq {first - 1}"
+                )
+            _insert_events(conn, response_id, events)
+            if finished:
+                conn.execute("DELETE FROM jobs WHERE response_id = ?", (response_id,))
+
+        await self._db.write(apply, lambda _: self._db.remember(response_id, events))
+
+    async def read_after(self, response_id: str, after: int, limit: int) -> list[ev.StoredEvent]:
+        recent = self._db.recent.get(response_id)
+        if recent is not None and after + 1 >= recent.first_seq:
+            start = after + 1 - recent.first_seq
+            return recent.events[start : start + limit]
+
+        def select(conn: sqlite3.Connection) -> list[ev.StoredEvent]:
+            rows = conn.execute(
+                "SELECT seq, type, data FROM events WHERE response_id = ? AND seq > ? "
+                "ORDER BY seq LIMIT ?",
+                (response_id, after, limit),
+            ).fetchall()
+            if (
+                not rows
+                and conn.execute("SELECT 1 FROM responses WHERE id = ?", (response_id,)).fetchone()
+                is None
+            ):
+                raise response_not_found(response_id)
+            return [ev.StoredEvent(seq, kind, data) for seq, kind, data in rows]
+
+        return await self._db.read(select)
+
+    async def wait(self, response_id: str, after: int, timeout: float) -> bool:
+        return await self._db.notifier.wait(response_id, after, timeout)
+
+
+# --- JobQueue -----------------------------------------------------------------
+
+
+class SQLiteJobQueue:
+    def __init__(self, db: SQLiteDatabase) -> None:
+        self._db = db
+
+    def __repr__(self) -> str:
+        return f"<SQLiteJobQueue {self._db!r}>"
+
+    async def claim(self, owner: str, limit: int, lease_seconds: float) -> list[Job]:
+        def update(conn: sqlite3.Connection) -> list[Job]:
+            rows = conn.execute(
+                "UPDATE jobs SET owner = ?, lease_until = ?, attempts = attempts + 1 "
+                "WHERE response_id IN (SELECT response_id FROM jobs WHERE owner IS NULL "
+                "ORDER BY queued_at LIMIT ?) RETURNING response_id, attempts, queued_at, payload",
+                (owner, time.time() + lease_seconds, limit),
+            ).fetchall()
+            return [Job(r[0], r[1], r[3]) for r in sorted(rows, key=lambda r: r[2])]
+
+        return await self._db.write(update)
+
+    async def renew(
+        self, owner: str, response_ids: Sequence[str], lease_seconds: float
+    ) -> set[str]:
+        ids = list(response_ids)
+
+        def update(conn: sqlite3.Connection) -> set[str]:
+            held: set[str] = set()
+            until = time.time() + lease_seconds
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = conn.execute(
+                    f"UPDATE jobs SET lease_until = ? WHERE owner = ? AND response_id IN ({marks}) "
+                    "RETURNING response_id",
+                    (until, owner, *chunk),
+                ).fetchall()
+                held.update(r[0] for r in rows)
+            return held
+
+        return await self._db.write(update)
+
+    async def claimed(self) -> list[ClaimedJob]:
+        def select(conn: sqlite3.Connection) -> list[ClaimedJob]:
+            rows = conn.execute(
+                "SELECT response_id, owner, lease_until FROM jobs WHERE owner IS NOT NULL"
+            ).fetchall()
+            return [ClaimedJob(*r) for r in rows]
+
+        return await self._db.read(select)
+
+    async def wait_for_jobs(self, timeout: float) -> None:
+        await self._db.job_signal.wait(timeout)
+
+
+# --- opening ------------------------------------------------------------------
+
+
+def sqlite_path(url: str) -> Path:
+    """`sqlite:///tether.db` → ./tether.db; `sqlite:////var/lib/tether.db` → absolute."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or len(url) == len(prefix):
+        raise ConfigError(
+            f"Bad SQLite store URL {url!r}: use sqlite:///relative/path.db or "
+            "sqlite:////absolute/path.db"
+        )
+    return Path(url[len(prefix) :])
+
+
+async def open_sqlite(url: str, *, synchronous: str = "NORMAL") -> Storage:
+    if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+        raise ConfigError(
+            f"sqlite synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}"
+        )
+    db = SQLiteDatabase(sqlite_path(url), synchronous.upper())
+    await db.open()
+    return Storage(
+        name="sqlite",
+        responses=SQLiteResponseStore(db),
+        events=SQLiteEventLog(db),
+        jobs=SQLiteJobQueue(db),
+        close=db.close,
+    )

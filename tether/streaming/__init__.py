@@ -1,0 +1,1 @@
+"""Reading a response's log: replay after a cursor, then follow live."""
