@@ -1,0 +1,160 @@
+"""Run `tether serve` as a real OS process for end-to-end tests.
+
+`TetherProcess` starts the server on a free port with its own SQLite file and
+config, waits until it answers, and can kill it (SIGKILL), stop it (SIGTERM) and
+start it again on the same file — what crash tests need.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+STARTUP_SECONDS = 20.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def models_toml(mock_chat_url: str | None = None) -> str:
+    """The models every end-to-end server serves (names say what they do)."""
+    text = """
+[[models]]
+name = "fake"
+provider = "fake"
+
+[[models]]
+name = "fake-256"
+provider = "fake"
+output_tokens = 256
+
+[[models]]
+name = "echo"
+provider = "fake"
+mode = "echo"
+
+[[models]]
+name = "slow"
+provider = "fake"
+output_tokens = 60
+tokens_per_second = 40
+
+[[models]]
+name = "very-slow"
+provider = "fake"
+output_tokens = 400
+tokens_per_second = 20
+
+[[models]]
+name = "stalled"
+provider = "fake"
+output_tokens = 5
+first_token_delay_ms = 60000
+
+[[models]]
+name = "failing"
+provider = "fake"
+output_tokens = 20
+fail_after_tokens = 5
+"""
+    if mock_chat_url:
+        for name, upstream in [
+            ("chat-echo", "echo"),
+            ("chat-words", "words-20"),
+            ("chat-500", "status-500"),
+            ("chat-429", "status-429"),
+            ("chat-drop", "drop-after-3"),
+            ("chat-no-finish", "no-finish"),
+        ]:
+            text += f"""
+[[models]]
+name = "{name}"
+provider = "chat"
+base_url = "{mock_chat_url}"
+upstream_model = "{upstream}"
+api_key = "sk-upstream-secret-0123456789"
+"""
+    return text
+
+
+class TetherProcess:
+    """One `tether serve` process; `restart()` reuses its store file and port."""
+
+    def __init__(self, workdir: Path, config: str, extra_env: dict[str, str] | None = None) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self.store = f"sqlite:///{workdir / 'tether.db'}"
+        self.config_path = workdir / "tether.toml"
+        self.config_path.write_text(config)
+        self.log_path = workdir / "server.log"
+        self.extra_env = extra_env or {}
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __repr__(self) -> str:
+        pid = self.process.pid if self.process else None
+        return f"<TetherProcess {self.base_url} pid={pid}>"
+
+    def start(self) -> None:
+        env = {**os.environ, "TETHER_HEARTBEAT_SECONDS": "1", **self.extra_env}
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "tether",
+                    "serve",
+                    "--port",
+                    str(self.port),
+                    "--store",
+                    self.store,
+                    "--config",
+                    str(self.config_path),
+                    "--log-level",
+                    "warning",
+                ],
+                cwd=self.workdir,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"tether exited at start-up:\n{self.log_path.read_text()}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        raise RuntimeError(f"tether did not start in time:\n{self.log_path.read_text()}")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs, as in a crash."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
