@@ -71,7 +71,7 @@ async def create_response(request: Request) -> ASGIApp:
         return EventStream(
             tail(storage, response_id, -1, heartbeat=ctx.settings.heartbeat_seconds),
             done_marker=ctx.settings.sse_done,
-            on_disconnect=None if params.store else _abandon(ctx, storage, response_id),
+            on_end=None if params.store else _ephemeral_end(ctx, storage, response_id),
         )
     return _Blocking(ctx, storage, response_id, params.store)
 
@@ -107,15 +107,19 @@ def _generation_request(params: CreateRequest) -> GenerationRequest:
     )
 
 
-def _abandon(ctx: Context, storage: Storage, response_id: str) -> Callable[[], Awaitable[None]]:
-    """For `store=false`: the client left, so the response is cancelled and dropped."""
+def _ephemeral_end(
+    ctx: Context, storage: Storage, response_id: str
+) -> Callable[[bool], Awaitable[None]]:
+    """For `store=false`: drop the response once its one client is done with it; if
+    the client left early, cancel the generation first."""
 
-    async def abandon() -> None:
-        await storage.responses.terminate(response_id, ResponseStatus.CANCELLED)
-        ctx.worker.interrupt(response_id)
+    async def end(disconnected: bool) -> None:
+        if disconnected:
+            await storage.responses.terminate(response_id, ResponseStatus.CANCELLED)
+            ctx.worker.interrupt(response_id)
         await storage.responses.delete(response_id)
 
-    return abandon
+    return end
 
 
 class _Blocking:
@@ -135,7 +139,7 @@ class _Blocking:
             with contextlib.suppress(asyncio.CancelledError):
                 await finished
             if not self._store:
-                await _abandon(self._ctx, self._storage, self._id)()
+                await _ephemeral_end(self._ctx, self._storage, self._id)(True)
             return
         gone.cancel()
         terminal = finished.result()

@@ -37,7 +37,8 @@ def frames(batch: list[StoredEvent]) -> bytes:
 class EventStream:
     """An ASGI response streaming a tail as SSE until its end or the client leaves.
 
-    `on_disconnect` runs if the client goes away before the stream ended.
+    `on_end(disconnected)` runs once the stream is over, with whether the client left
+    before the end.
     """
 
     media_type = b"text/event-stream; charset=utf-8"
@@ -48,12 +49,12 @@ class EventStream:
         *,
         done_marker: bool,
         headers: list[tuple[bytes, bytes]] | None = None,
-        on_disconnect: Callable[[], Awaitable[None]] | None = None,
+        on_end: Callable[[bool], Awaitable[None]] | None = None,
     ) -> None:
         self._batches = batches
         self._done_marker = done_marker
         self._headers = headers or []
-        self._on_disconnect = on_disconnect
+        self._on_end = on_end
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send(
@@ -80,12 +81,11 @@ class EventStream:
                         await task
             with contextlib.suppress(Exception):
                 await self._batches.aclose()  # type: ignore[attr-defined]
-        if body.cancelled() or not body.done():
-            if self._on_disconnect is not None:
-                await self._on_disconnect()
-            return
-        if body.exception() is not None:
+        disconnected = body.cancelled()
+        if not disconnected and body.exception() is not None:
             logger.error("stream failed", exc_info=body.exception())
+        if self._on_end is not None:
+            await self._on_end(disconnected)
 
     async def _send_body(self, send: Send) -> None:
         async for batch in self._batches:
