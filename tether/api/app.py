@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 import orjson
@@ -28,9 +28,13 @@ from tether.storage.registry import open_storage
 logger = logging.getLogger("tether.api")
 
 
-def _error(message: str, status: int, error_type: str, code: str | None = None) -> Response:
-    body = {"error": {"message": message, "type": error_type, "param": None, "code": code}}
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+def _error(
+    message: str, status: int, error_type: str, headers: Mapping[str, str] | None = None
+) -> Response:
+    body = {"error": {"message": message, "type": error_type, "param": None, "code": None}}
+    return Response(
+        orjson.dumps(body), status_code=status, media_type="application/json", headers=headers
+    )
 
 
 async def api_error(request: Request, exc: Exception) -> Response:
@@ -49,7 +53,7 @@ async def http_error(request: Request, exc: Exception) -> Response:
         return _error(message, 404, "invalid_request_error")
     if exc.status_code == 405:
         message = f"Method {request.method} is not allowed on {request.url.path}."
-        return _error(message, 405, "invalid_request_error")
+        return _error(message, 405, "invalid_request_error", exc.headers)
     return _error(str(exc.detail), exc.status_code, "invalid_request_error")
 
 

@@ -35,20 +35,27 @@ class Notifier:
             )
 
     async def wait(self, response_id: str, after: int, timeout: float) -> bool:
-        if self._last.get(response_id, -1) > after:
-            return True
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(response_id, []).append(waiter)
-        try:
-            await asyncio.wait_for(waiter, timeout)
-        except TimeoutError:
-            waiters = self._waiters.get(response_id)
-            if waiters is not None and waiter in waiters:
-                waiters.remove(waiter)
-                if not waiters:
-                    del self._waiters[response_id]
-            return False
-        return self._last.get(response_id, -1) > after
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._last.get(response_id, -1) <= after:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._waiters.setdefault(response_id, []).append(waiter)
+            try:
+                await asyncio.wait_for(waiter, remaining)
+            except TimeoutError:
+                self._discard(response_id, waiter)
+                return False
+        return True
+
+    def _discard(self, response_id: str, waiter: asyncio.Future[None]) -> None:
+        waiters = self._waiters.get(response_id)
+        if waiters is not None and waiter in waiters:
+            waiters.remove(waiter)
+            if not waiters:
+                del self._waiters[response_id]
 
 
 class JobSignal:

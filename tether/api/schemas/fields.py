@@ -40,7 +40,12 @@ def describe(value: JSONValue) -> str:
 
 def show(value: JSONValue) -> str:
     """`value` as it appears in JSON, shortened for an error message."""
-    text = orjson.dumps(value).decode() if not isinstance(value, str) else value
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, int) and not isinstance(value, bool):
+        text = str(value)  # orjson cannot encode integers beyond 64 bits
+    else:
+        text = orjson.dumps(value).decode()
     return text if len(text) <= 80 else text[:77] + "..."
 
 

@@ -1,0 +1,286 @@
+"""Crash tests: SIGKILL a real `tether serve` mid-generation, start it again on the
+same SQLite file, and check guarantees 1 and 2 of DESIGN.md.
+
+After the restart every response is retrievable; one that was generating ends
+`failed` (`server_error`, "the worker … stopped") instead of staying `in_progress`;
+its log replays gaplessly from 0, starts with the very bytes clients saw before the
+crash, and ends with `error` then `response.failed`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from tests.support.server import TetherProcess, models_toml
+
+pytestmark = pytest.mark.slow
+
+MakeServer = Callable[..., TetherProcess]
+TIMEOUT = httpx.Timeout(10.0)
+TERMINAL = frozenset({"completed", "incomplete", "failed", "cancelled"})
+TERMINAL_EVENTS = frozenset({f"response.{status}" for status in TERMINAL})
+SETTLE_SECONDS = 10.0  # how long a response may take to reach a terminal state after restart
+
+# A model that is slow to start, like `stalled`, but finishes soon if it runs after restart.
+SLOW_START_MODEL = """
+[[models]]
+name = "slow-start"
+provider = "fake"
+output_tokens = 5
+first_token_delay_ms = 1500
+"""
+
+
+@pytest.fixture
+def crash_server(make_server: MakeServer, mock_chat_url: str) -> TetherProcess:
+    return make_server(models_toml(mock_chat_url) + SLOW_START_MODEL)
+
+
+# --- reading SSE ----------------------------------------------------------------------------
+
+
+class FrameReader:
+    """Reads the event frames of an SSE body as raw bytes (`event: …\\ndata: …`), as far
+    as asked; keepalive comments are skipped and `data: [DONE]` is noted."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self._chunks: Iterator[bytes] = response.iter_bytes()
+        self._buffer = b""
+        self.frames: list[bytes] = []
+        self.done = False
+        self.ended = False
+
+    def read(self, count: int | None = None) -> list[bytes]:
+        """Read until at least `count` frames (all of the body if None)."""
+        while count is None or len(self.frames) < count:
+            try:
+                chunk = next(self._chunks)
+            except StopIteration:
+                self.ended = True
+                break
+            self._buffer += chunk
+            while b"\n\n" in self._buffer:
+                frame, self._buffer = self._buffer.split(b"\n\n", 1)
+                if frame.startswith(b":"):
+                    continue
+                if frame == b"data: [DONE]":
+                    self.done = True
+                    continue
+                assert not self.done, f"a frame after [DONE]: {frame!r}"
+                self.frames.append(frame)
+        return self.frames
+
+
+def event_of(frame: bytes) -> dict[str, Any]:
+    name, data = frame.split(b"\n")
+    assert name.startswith(b"event: ") and data.startswith(b"data: "), frame
+    event: dict[str, Any] = orjson.loads(data[len(b"data: ") :])
+    assert event["type"] == name[len(b"event: ") :].decode()
+    return event
+
+
+def replay(server: TetherProcess, response_id: str, after: int | None = None) -> FrameReader:
+    """The whole stored log after `after` (a terminal response's stream ends by itself)."""
+    params = {"stream": "true"}
+    if after is not None:
+        params["starting_after"] = str(after)
+    url = f"{server.base_url}/responses/{response_id}"
+    with httpx.stream("GET", url, params=params, timeout=TIMEOUT) as response:
+        assert response.status_code == 200, response.read()
+        reader = FrameReader(response)
+        reader.read()
+    return reader
+
+
+def read_some(server: TetherProcess, response_id: str, count: int) -> list[bytes]:
+    """The first `count` (or a few more) frames of a response's stream; waits for them."""
+    url = f"{server.base_url}/responses/{response_id}"
+    with httpx.stream("GET", url, params={"stream": "true"}, timeout=TIMEOUT) as response:
+        assert response.status_code == 200, response.read()
+        return FrameReader(response).read(count)
+
+
+# --- reading responses ------------------------------------------------------------------------
+
+
+def get(server: TetherProcess, path: str) -> httpx.Response:
+    response = httpx.get(f"{server.base_url}{path}", timeout=TIMEOUT)
+    assert response.status_code == 200, response.text
+    return response
+
+
+def post(server: TetherProcess, body: dict[str, Any]) -> dict[str, Any]:
+    response = httpx.post(f"{server.base_url}/responses", json=body, timeout=TIMEOUT)
+    assert response.status_code == 200, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def wait_terminal(server: TetherProcess, response_id: str, seconds: float) -> dict[str, Any]:
+    """Poll the snapshot until it is terminal; fail (not hang) if it never gets there."""
+    deadline = time.monotonic() + seconds
+    while True:
+        snapshot: dict[str, Any] = get(server, f"/responses/{response_id}").json()
+        if snapshot["status"] in TERMINAL:
+            return snapshot
+        if time.monotonic() > deadline:
+            pytest.fail(f"{response_id} is still {snapshot['status']} {seconds} s after restart")
+        time.sleep(0.1)
+
+
+def text_part(text: str) -> dict[str, str]:
+    return {"type": "input_text", "text": text}
+
+
+def output_text(snapshot: dict[str, Any]) -> str:
+    return "".join(part["text"] for item in snapshot["output"] for part in item["content"])
+
+
+def assert_gapless_to_one_terminal(events: list[dict[str, Any]]) -> None:
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    assert events[0]["type"] == "response.created"
+    assert [e["type"] in TERMINAL_EVENTS for e in events].count(True) == 1
+    assert events[-1]["type"] in TERMINAL_EVENTS
+
+
+def assert_failed_by_crash(
+    server: TetherProcess, response_id: str, seen: list[bytes]
+) -> list[bytes]:
+    """After restart: `response_id` ends failed by the lost worker, its log replays
+    gaplessly, starts with the `seen` frames byte for byte, and ends error + failed."""
+    snapshot = wait_terminal(server, response_id, SETTLE_SECONDS)
+    assert snapshot["status"] == "failed", snapshot
+    assert snapshot["error"]["code"] == "server_error"
+    message = snapshot["error"]["message"]
+    assert "worker" in message and "stopped" in message, message
+
+    full = replay(server, response_id)
+    assert full.done
+    events = [event_of(frame) for frame in full.frames]
+    assert_gapless_to_one_terminal(events)
+    assert full.frames[: len(seen)] == seen
+    assert len(full.frames) >= len(seen) + 2
+    error, failed = events[-2], events[-1]
+    assert error["type"] == "error"
+    assert error["code"] == "server_error"
+    assert error["message"] == message
+    assert error["error"]["code"] == "server_error"
+    assert failed["type"] == "response.failed"
+    assert failed["response"] == snapshot
+
+    # The partial output survives: the snapshot holds every delta of the log.
+    deltas = "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta")
+    assert deltas
+    assert output_text(snapshot) == deltas
+
+    # Resumable from where the client was.
+    resumed = replay(server, response_id, after=len(seen) - 1)
+    assert resumed.frames == full.frames[len(seen) :]
+    return full.frames
+
+
+# --- tests --------------------------------------------------------------------------------------
+
+
+def test_crash_fails_interrupted_responses_and_keeps_their_logs(
+    crash_server: TetherProcess,
+) -> None:
+    server = crash_server
+    done = post(server, {"model": "fake", "input": "finished before the crash"})
+    assert done["status"] == "completed"
+    done_snapshot = get(server, f"/responses/{done['id']}").content
+    done_log = replay(server, done["id"]).frames
+
+    background = post(
+        server, {"model": "very-slow", "input": "background words", "background": True}
+    )
+    with httpx.stream(
+        "POST",
+        f"{server.base_url}/responses",
+        json={"model": "very-slow", "input": "streamed words", "background": True, "stream": True},
+        timeout=TIMEOUT,
+    ) as response:
+        assert response.status_code == 200
+        streamed_seen = FrameReader(response).read(10)
+    streamed_id = event_of(streamed_seen[0])["response"]["id"]
+    # Wait until the background one has produced text, recording what a reader saw.
+    background_seen = read_some(server, background["id"], 12)
+    assert any(b"response.output_text.delta" in frame for frame in background_seen)
+    assert any(b"response.output_text.delta" in frame for frame in streamed_seen)
+
+    items = {
+        rid: get(server, f"/responses/{rid}/input_items").json()
+        for rid in (done["id"], background["id"], streamed_id)
+    }
+
+    server.kill()
+    server.start()
+
+    for rid, before in items.items():
+        assert get(server, f"/responses/{rid}/input_items").json() == before
+    assert get(server, f"/responses/{done['id']}").content == done_snapshot
+    assert replay(server, done["id"]).frames == done_log
+    assert_failed_by_crash(server, background["id"], background_seen)
+    assert_failed_by_crash(server, streamed_id, streamed_seen)
+
+
+def test_crash_during_streamed_create_fails_that_response(crash_server: TetherProcess) -> None:
+    server = crash_server
+    with httpx.stream(
+        "POST",
+        f"{server.base_url}/responses",
+        json={"model": "very-slow", "input": "a plain stream", "stream": True},
+        timeout=TIMEOUT,
+    ) as response:
+        assert response.status_code == 200
+        reader = FrameReader(response)
+        reader.read(10)
+        server.kill()
+        # The connection dies with the server (an error or a cut-off body, both fine).
+        with contextlib.suppress(httpx.TransportError):
+            reader.read()
+    seen = reader.frames
+    assert not reader.done
+    assert not any(event_of(frame)["type"] in TERMINAL_EVENTS for frame in seen)
+    response_id = event_of(seen[0])["response"]["id"]
+
+    server.start()
+
+    assert_failed_by_crash(server, response_id, seen)
+    items = get(server, f"/responses/{response_id}/input_items").json()["data"]
+    assert [item["content"] for item in items] == [[text_part("a plain stream")]]
+
+
+def test_crash_right_after_background_create_never_leaves_it_stuck(
+    crash_server: TetherProcess,
+) -> None:
+    server = crash_server
+    created = post(server, {"model": "slow-start", "input": "started late", "background": True})
+    assert created["status"] == "queued"
+    server.kill()
+    server.start()
+
+    # Claimed before the kill: failed by the sweeper. Not claimed yet: run after restart.
+    snapshot = wait_terminal(server, created["id"], SETTLE_SECONDS)
+    assert snapshot["status"] in ("completed", "failed"), snapshot
+    full = replay(server, created["id"])
+    assert full.done
+    events = [event_of(frame) for frame in full.frames]
+    assert_gapless_to_one_terminal(events)
+    assert [e["type"] for e in events[:2]] == ["response.created", "response.queued"]
+    assert events[-1]["response"] == snapshot
+    if snapshot["status"] == "failed":
+        assert snapshot["error"]["code"] == "server_error"
+        assert "stopped" in snapshot["error"]["message"]
+        assert events[-2]["type"] == "error"
+    else:
+        assert output_text(snapshot).split() == ["lorem", "ipsum", "dolor", "sit", "amet"]
+    items = get(server, f"/responses/{created['id']}/input_items").json()["data"]
+    assert [item["content"] for item in items] == [[text_part("started late")]]
