@@ -228,7 +228,7 @@ class ChatProvider:
         return self.error(f"returned HTTP {status}: {message}", code=code, status=status)
 
     def _transport_error(self, exc: httpx.HTTPError, *, started: bool) -> ProviderError:
-        at = f"at {self.config.base_url}"
+        at = f"at {_without_userinfo(self.config.base_url)}"
         reason = str(exc) or type(exc).__name__
         if isinstance(exc, httpx.TimeoutException):
             seconds = f"{self.config.timeout_seconds:g}"
@@ -366,3 +366,8 @@ class _SSEReader:
         if not isinstance(text, str):
             raise self._provider.error("sent a non-string delta content")
         return text
+
+
+def _without_userinfo(url: str) -> str:
+    """The URL for messages: credentials written into it (user:pass@) never show."""
+    return str(httpx.URL(url).copy_with(userinfo=b""))
