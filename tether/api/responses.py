@@ -204,7 +204,8 @@ async def cancel_response(request: Request) -> Response:
         stored = result
         ctx.worker.interrupt(response_id)
     if stored.status is not ResponseStatus.CANCELLED:
-        raise InvalidRequestError(f"Cannot cancel a {stored.status.value} response.")
+        article = "an" if stored.status is ResponseStatus.INCOMPLETE else "a"
+        raise InvalidRequestError(f"Cannot cancel {article} {stored.status.value} response.")
     return json_response(stored.snapshot)
 
 
