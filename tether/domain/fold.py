@@ -27,16 +27,36 @@ class Fold:
         self._snapshot = snapshot
         self.last_seq = last_seq
         self._texts: dict[tuple[int, int], list[str]] = {}
+        if snapshot is not None:
+            self._open_texts(snapshot)
+
+    def _open_texts(self, snapshot: JSONObject) -> None:
+        """A stored snapshot may stop inside an item: its text parts stay open."""
+        for item_index, item in enumerate(snapshot.get("output", [])):
+            if item.get("status") != "in_progress":
+                continue
+            for part_index, part in enumerate(item.get("content") or []):
+                if "text" in part:
+                    self._texts[(item_index, part_index)] = [part["text"]]
 
     def __repr__(self) -> str:
         status = self._snapshot["status"] if self._snapshot else None
         return f"<Fold last_seq={self.last_seq} status={status} open_texts={len(self._texts)}>"
 
     def apply(self, event: JSONObject) -> None:
-        seq = event["sequence_number"]
+        """Apply the next event. Raises `FoldError` when it does not fit the log."""
+        seq = event.get("sequence_number")
         if seq != self.last_seq + 1:
             raise FoldError(f"expected sequence_number {self.last_seq + 1}, got {seq}")
+        try:
+            self._apply(event)
+        except (KeyError, IndexError, TypeError) as exc:
+            raise FoldError(
+                f"event {event.get('type')!r} #{seq} does not fit the log: {exc!r}"
+            ) from exc
         self.last_seq = seq
+
+    def _apply(self, event: JSONObject) -> None:
         event_type = event["type"]
         if event_type in ev.LIFECYCLE_TYPES:
             self._snapshot = event["response"]

@@ -25,7 +25,7 @@ from tether.domain.fold import Fold
 from tether.domain.ids import message_id
 from tether.domain.response import ResponseStatus, usage
 from tether.domain.types import JSONObject
-from tether.errors import AppendConflictError, ProviderError
+from tether.errors import AppendConflictError, ProviderError, StorageError
 from tether.providers.base import Finish, GenerationRequest, ModelProvider, TextDelta, Usage
 from tether.storage.base import EventLog, StoredResponse
 
@@ -60,20 +60,24 @@ class Runner:
         )
 
     async def run(self) -> None:
+        """Raises `StorageError` when the log itself failed (the caller ends the response
+        through the store), and `CancelledError` when interrupted."""
         try:
-            await self._generate()
+            try:
+                await self._generate()
+            except ProviderError as exc:
+                await self._fail(exc.code, exc.message)
+            except (AppendConflictError, StorageError, asyncio.CancelledError):
+                raise
+            except Exception:
+                logger.exception("runner for %s failed", self.response_id)
+                await self._fail(
+                    "server_error",
+                    "Tether hit an internal error while generating this response; "
+                    "see the server log.",
+                )
         except AppendConflictError:
             logger.debug("response %s was ended elsewhere; runner stops", self.response_id)
-        except ProviderError as exc:
-            await self._fail(exc.code, exc.message)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            logger.exception("runner for %s failed", self.response_id)
-            await self._fail(
-                "server_error",
-                "Tether hit an internal error while generating this response; see the server log.",
-            )
 
     async def _generate(self) -> None:
         snapshot = self._fold.snapshot()
@@ -116,18 +120,13 @@ class Runner:
         await self._drain()
 
     async def _fail(self, code: str, message: str) -> None:
-        """End with `error` + `response.failed`, unless the log already moved on."""
-        if self._error is not None:
-            return
-        try:
-            self._emit(ev.error(code, message, self._next_seq()))
-            final = self._fold.snapshot()
-            final["status"] = ResponseStatus.FAILED.value
-            final["error"] = {"code": code, "message": message}
-            self._emit(ev.lifecycle(ev.FAILED, final, self._next_seq()))
-            await self._drain()
-        except AppendConflictError:
-            logger.debug("response %s was ended elsewhere before it could fail", self.response_id)
+        """End with `error` + `response.failed` (raises what the log raised, if it failed)."""
+        self._emit(ev.error(code, message, self._next_seq()))
+        final = self._fold.snapshot()
+        final["status"] = ResponseStatus.FAILED.value
+        final["error"] = {"code": code, "message": message}
+        self._emit(ev.lifecycle(ev.FAILED, final, self._next_seq()))
+        await self._drain()
 
     # --- output items ---------------------------------------------------------
 

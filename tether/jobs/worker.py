@@ -171,7 +171,15 @@ class Worker:
             )
             return
         runner = Runner(storage.events, self._providers.get(request.model), stored, request)
-        await runner.run()
+        try:
+            await runner.run()
+        except Exception as exc:  # the log failed under the runner: end the response clearly
+            logger.exception("runner for %s stopped without a terminal event", job.response_id)
+            await storage.responses.terminate(
+                job.response_id,
+                ResponseStatus.FAILED,
+                {"code": "server_error", "message": f"Tether could not store this response: {exc}"},
+            )
 
     async def _renew_loop(self) -> None:
         interval = self._settings.lease_seconds / 3
@@ -218,6 +226,8 @@ class Worker:
         return swept
 
     def _abandoned(self, job: ClaimedJob, now: float) -> bool:
-        if job.owner == self.owner:
+        if job.response_id in self._running:
             return False
+        # Ours but not running (its runner ended without a terminal event) ages out with
+        # its lease like anyone else's; a dead owner's job is abandoned at once.
         return job.lease_until < now or owner_is_dead(job.owner, self.owner)

@@ -142,6 +142,11 @@ class JobQueue(Protocol):
         ...
 
 
+def contiguous(events: Sequence[StoredEvent], first: int) -> bool:
+    """Whether `events` are numbered `first, first+1, …` (what every append must be)."""
+    return all(event.seq == first + i for i, event in enumerate(events))
+
+
 @dataclass(frozen=True)
 class Storage:
     """One backend's three seams, plus how to close it."""

@@ -15,8 +15,16 @@ from tether.domain import events as ev
 from tether.domain.fold import terminal_transition
 from tether.domain.response import ResponseStatus
 from tether.domain.types import JSONObject
-from tether.errors import AppendConflictError, response_not_found
-from tether.storage.base import ClaimedJob, ItemPage, Job, NewResponse, Storage, StoredResponse
+from tether.errors import AppendConflictError, StorageError, response_not_found
+from tether.storage.base import (
+    ClaimedJob,
+    ItemPage,
+    Job,
+    NewResponse,
+    Storage,
+    StoredResponse,
+    contiguous,
+)
 from tether.storage.notify import GONE, JobSignal, Notifier
 from tether.storage.pages import page_items
 
@@ -60,6 +68,8 @@ class MemoryResponseStore:
 
     async def create(self, new: NewResponse) -> None:
         db = self._db
+        if new.id in db.rows:
+            raise StorageError(f"response {new.id} already exists")
         db.rows[new.id] = _Row(new.status, new.snapshot, list(new.input_items), list(new.events))
         db.jobs[new.id] = _JobRow(new.job)
         db.notifier.published(new.id, new.events[-1].seq)
@@ -120,9 +130,10 @@ class MemoryEventLog:
             raise AppendConflictError(f"response {response_id} does not exist")
         if row.status.terminal:
             raise AppendConflictError(f"response {response_id} is already {row.status}")
-        if events[0].seq != len(row.events):
+        if not contiguous(events, len(row.events)):
             raise AppendConflictError(
-                f"response {response_id}: expected seq {len(row.events)}, got {events[0].seq}"
+                f"response {response_id}: events must be numbered from {len(row.events)} "
+                "without gaps"
             )
         row.events.extend(events)
         row.snapshot = snapshot
@@ -139,6 +150,9 @@ class MemoryEventLog:
         return row.events[after + 1 : after + 1 + limit]
 
     async def wait(self, response_id: str, after: int, timeout: float) -> bool:
+        row = self._db.rows.get(response_id)
+        if row is not None and len(row.events) - 1 > after:
+            return True
         return await self._db.notifier.wait(response_id, after, timeout)
 
 

@@ -22,6 +22,9 @@ class Notifier:
     def __repr__(self) -> str:
         return f"<Notifier responses={len(self._last)} waiting={len(self._waiters)}>"
 
+    def knows(self, response_id: str) -> bool:
+        return response_id in self._last
+
     def published(self, response_id: str, last_seq: int, *, finished: bool = False) -> None:
         self._last[response_id] = last_seq
         waiters = self._waiters.pop(response_id, None)
@@ -43,11 +46,15 @@ class Notifier:
                 return False
             waiter: asyncio.Future[None] = loop.create_future()
             self._waiters.setdefault(response_id, []).append(waiter)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+            # that arrives just as the future completes.
             try:
-                await asyncio.wait_for(waiter, remaining)
+                async with asyncio.timeout(remaining):
+                    await waiter
             except TimeoutError:
-                self._discard(response_id, waiter)
                 return False
+            finally:
+                self._discard(response_id, waiter)
         return True
 
     def _discard(self, response_id: str, waiter: asyncio.Future[None]) -> None:
@@ -69,7 +76,8 @@ class JobSignal:
 
     async def wait(self, timeout: float) -> None:
         try:
-            await asyncio.wait_for(self._event.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._event.wait()
         except TimeoutError:
             return
         self._event.clear()

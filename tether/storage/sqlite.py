@@ -43,7 +43,15 @@ from tether.errors import (
     StorageError,
     response_not_found,
 )
-from tether.storage.base import ClaimedJob, ItemPage, Job, NewResponse, Storage, StoredResponse
+from tether.storage.base import (
+    ClaimedJob,
+    ItemPage,
+    Job,
+    NewResponse,
+    Storage,
+    StoredResponse,
+    contiguous,
+)
 from tether.storage.notify import GONE, JobSignal, Notifier
 
 T = TypeVar("T")
@@ -455,6 +463,8 @@ class SQLiteEventLog:
         finished = events[-1].terminal
 
         def apply(conn: sqlite3.Connection) -> None:
+            if not contiguous(events, first):
+                raise AppendConflictError(f"response {response_id}: events have a gap or repeat")
             cursor = conn.execute(
                 "UPDATE responses SET status = ?, snapshot = ?, last_seq = ?, updated_at = ? "
                 "WHERE id = ? AND last_seq = ? AND status NOT IN (?, ?, ?, ?)",
@@ -501,6 +511,17 @@ class SQLiteEventLog:
         return await self._db.read(select)
 
     async def wait(self, response_id: str, after: int, timeout: float) -> bool:
+        if not self._db.notifier.knows(response_id):
+            # Not written by this process lately (finished long ago, or before a restart):
+            # the file may already hold events past the cursor.
+            def last_seq(conn: sqlite3.Connection) -> int:
+                row = conn.execute(
+                    "SELECT last_seq FROM responses WHERE id = ?", (response_id,)
+                ).fetchone()
+                return -1 if row is None else int(row[0])
+
+            if await self._db.read(last_seq) > after:
+                return True
         return await self._db.notifier.wait(response_id, after, timeout)
 
 
