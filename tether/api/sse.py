@@ -1,8 +1,8 @@
-"""Server-sent events: framing and the streaming ASGI response.
+"""Server-sent events: the streaming ASGI response.
 
-A frame is exactly `event: <type>\\ndata: <json>\\n\\n` — the JSON bytes are the
-stored ones, untouched. Frames of one batch go out in one write. Heartbeats are
-SSE comments (`: keepalive`), which every SSE client ignores.
+Each event's frame (`event: <type>\\ndata: <json>\\n\\n`) was built once, when it
+was encoded (`StoredEvent.frame`); the frames of one batch go out in one write.
+Heartbeats are SSE comments (`: keepalive`), which every SSE client ignores.
 """
 
 from __future__ import annotations
@@ -20,18 +20,10 @@ logger = logging.getLogger("tether.sse")
 
 KEEPALIVE = b": keepalive\n\n"
 DONE = b"data: [DONE]\n\n"
-_PREFIXES: dict[str, bytes] = {}
-
-
-def frame(event: StoredEvent) -> bytes:
-    prefix = _PREFIXES.get(event.type)
-    if prefix is None:
-        prefix = _PREFIXES[event.type] = b"event: " + event.type.encode() + b"\ndata: "
-    return prefix + event.data + b"\n\n"
-
-
 def frames(batch: list[StoredEvent]) -> bytes:
-    return b"".join([frame(event) for event in batch])
+    if len(batch) == 1:
+        return batch[0].frame
+    return b"".join([event.frame for event in batch])
 
 
 class EventStream:

@@ -39,13 +39,34 @@ LIFECYCLE_TYPES = frozenset({CREATED, QUEUED, IN_PROGRESS}) | TERMINAL_TYPES
 # --- the encoded event -------------------------------------------------------
 
 
+_PREFIXES: dict[str, bytes] = {}
+
+
+def _prefix(event_type: str) -> bytes:
+    prefix = _PREFIXES.get(event_type)
+    if prefix is None:
+        prefix = _PREFIXES[event_type] = b"event: " + event_type.encode() + b"\ndata: "
+    return prefix
+
+
 @dataclass(frozen=True, slots=True)
 class StoredEvent:
-    """One event of a response's log: its number, type and JSON bytes (as sent)."""
+    """One event of a response's log: its number, type, and its SSE frame — exactly
+    `event: <type>\ndata: <json>\n\n`, built once and sent as is to every reader."""
 
     seq: int
     type: str
-    data: bytes
+    frame: bytes
+
+    @classmethod
+    def from_data(cls, seq: int, event_type: str, data: bytes) -> StoredEvent:
+        """Rebuild from the stored JSON (`data`) of an event."""
+        return cls(seq, event_type, _prefix(event_type) + data + b"\n\n")
+
+    @property
+    def data(self) -> bytes:
+        """The event's JSON, as stored."""
+        return self.frame[len(_prefix(self.type)) : -2]
 
     @property
     def terminal(self) -> bool:
@@ -57,8 +78,13 @@ class StoredEvent:
 
 
 def encode(event: JSONObject) -> StoredEvent:
-    """Encode a numbered event dict once; the bytes are final."""
-    return StoredEvent(event["sequence_number"], event["type"], orjson.dumps(event))
+    """Encode a numbered event dict once; the bytes are final.
+
+    The concatenation also gives the frame its exact size: orjson's own result keeps a
+    much larger buffer, which would multiply the memory of every event held."""
+    event_type = event["type"]
+    frame = _prefix(event_type) + orjson.dumps(event) + b"\n\n"
+    return StoredEvent(event["sequence_number"], event_type, frame)
 
 
 # --- builders ----------------------------------------------------------------

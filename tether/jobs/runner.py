@@ -50,7 +50,8 @@ class Runner:
         self._request = request
         self._fold = Fold(orjson.loads(stored.snapshot), stored.last_seq)
         self._pending: list[ev.StoredEvent] = []
-        self._inflight: asyncio.Task[None] | None = None
+        self._inflight: asyncio.Future[None] | None = None
+        self._scheduled = False
         self._error: BaseException | None = None
 
     def __repr__(self) -> str:
@@ -169,29 +170,51 @@ class Runner:
         stored = ev.encode(event)
         self._fold.apply(event)
         self._pending.append(stored)
-        if self._inflight is None:
-            self._inflight = asyncio.create_task(self._flush())
+        if self._inflight is None and not self._scheduled:
+            # Flush once this loop step is over, so events emitted together share an append.
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
 
-    async def _flush(self) -> None:
-        try:
-            while self._pending:
-                batch, self._pending = self._pending, []
-                snapshot = orjson.dumps(self._fold.snapshot())
-                await self._log.append(self.response_id, batch, snapshot, self._fold.status)
-        except BaseException as exc:  # kept for the runner to raise; never lost in the task
-            self._error = exc
-        finally:
-            self._inflight = None
+    def _flush(self) -> None:
+        """Start one append of everything pending (no task: a future and a callback)."""
+        self._scheduled = False
+        if self._inflight is not None or not self._pending or self._error is not None:
+            return
+        batch, self._pending = self._pending, []
+        snapshot = orjson.dumps(self._fold.snapshot())
+        appended = asyncio.ensure_future(
+            self._log.append(self.response_id, batch, snapshot, self._fold.status)
+        )
+        self._inflight = appended
+        appended.add_done_callback(self._flushed)
+
+    def _flushed(self, appended: asyncio.Future[None]) -> None:
+        """The append finished. Idempotent: `_confirm` may get here before the callback."""
+        if self._inflight is not appended:
+            return
+        self._inflight = None
+        if appended.cancelled():
+            self._error = asyncio.CancelledError()
+        elif (error := appended.exception()) is not None:
+            self._error = error
+        else:
+            self._flush()
 
     async def _confirm(self) -> None:
         """Wait for the append in flight (backpressure); raise what it raised."""
-        if self._inflight is not None:
-            await asyncio.shield(self._inflight)
+        appended = self._inflight
+        if appended is not None:
+            if not appended.done():
+                await asyncio.wait([appended])  # cancelling us does not cancel the append
+            self._flushed(appended)
         if self._error is not None:
             raise self._error
 
     async def _drain(self) -> None:
-        while self._inflight is not None:
+        """Until everything emitted is appended."""
+        while self._pending or self._inflight is not None:
+            if self._inflight is None:
+                self._flush()
             await self._confirm()
         if self._error is not None:
             raise self._error

@@ -101,14 +101,16 @@ class ResponseStore(Protocol):
 
 
 class EventLog(Protocol):
-    async def append(
+    def append(
         self,
         response_id: str,
         events: Sequence[StoredEvent],
         snapshot: bytes,
         status: ResponseStatus,
-    ) -> None:
-        """Compare-and-append (see module docstring). Raises `AppendConflictError`."""
+    ) -> Awaitable[None]:
+        """Compare-and-append (see module docstring); the awaitable raises
+        `AppendConflictError`. Not a coroutine function: the append is queued when
+        called, so a runner can pipeline appends without a task per append."""
         ...
 
     async def read_after(self, response_id: str, after: int, limit: int) -> list[StoredEvent]:

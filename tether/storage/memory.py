@@ -4,6 +4,7 @@ is atomic because it runs without awaiting on the event loop."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -118,7 +119,23 @@ class MemoryEventLog:
     def __repr__(self) -> str:
         return f"<MemoryEventLog responses={len(self._db.rows)}>"
 
-    async def append(
+    def append(
+        self,
+        response_id: str,
+        events: Sequence[ev.StoredEvent],
+        snapshot: bytes,
+        status: ResponseStatus,
+    ) -> asyncio.Future[None]:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        try:
+            self._append(response_id, events, snapshot, status)
+        except AppendConflictError as exc:
+            done.set_exception(exc)
+        else:
+            done.set_result(None)
+        return done
+
+    def _append(
         self,
         response_id: str,
         events: Sequence[ev.StoredEvent],

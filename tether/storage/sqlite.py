@@ -200,13 +200,19 @@ class SQLiteDatabase:
                     conn.execute(statement)
             conn.execute(f"PRAGMA user_version={number}")
 
+    def submit(
+        self, fn: Callable[[sqlite3.Connection], T], on_commit: Callable[[T], None] | None = None
+    ) -> asyncio.Future[T]:
+        """Queue `fn` for the next group transaction; `on_commit` runs on the loop after
+        COMMIT, before the future resolves."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.put(_Op(fn, future, on_commit))
+        return future
+
     async def write(
         self, fn: Callable[[sqlite3.Connection], T], on_commit: Callable[[T], None] | None = None
     ) -> T:
-        """Run `fn` in the next group transaction; `on_commit` runs on the loop after COMMIT."""
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.put(_Op(fn, future, on_commit))
-        return await future
+        return await self.submit(fn, on_commit)
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         loop = asyncio.get_running_loop()
@@ -452,13 +458,13 @@ class SQLiteEventLog:
     def __repr__(self) -> str:
         return f"<SQLiteEventLog {self._db!r}>"
 
-    async def append(
+    def append(
         self,
         response_id: str,
         events: Sequence[ev.StoredEvent],
         snapshot: bytes,
         status: ResponseStatus,
-    ) -> None:
+    ) -> asyncio.Future[None]:
         first, last = events[0].seq, events[-1].seq
         finished = events[-1].terminal
 
@@ -486,7 +492,7 @@ class SQLiteEventLog:
             if finished:
                 conn.execute("DELETE FROM jobs WHERE response_id = ?", (response_id,))
 
-        await self._db.write(apply, lambda _: self._db.remember(response_id, events))
+        return self._db.submit(apply, lambda _: self._db.remember(response_id, events))
 
     async def read_after(self, response_id: str, after: int, limit: int) -> list[ev.StoredEvent]:
         recent = self._db.recent.get(response_id)
@@ -506,7 +512,7 @@ class SQLiteEventLog:
                 is None
             ):
                 raise response_not_found(response_id)
-            return [ev.StoredEvent(seq, kind, data) for seq, kind, data in rows]
+            return [ev.StoredEvent.from_data(seq, kind, data) for seq, kind, data in rows]
 
         return await self._db.read(select)
 
