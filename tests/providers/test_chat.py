@@ -364,7 +364,7 @@ def test_chat_sse_reader_handles_lines_split_across_reads() -> None:
 
     text = ""
     for i in range(len(stream)):  # byte by byte, until [DONE], as the provider reads
-        text += reader.feed(stream[i : i + 1])
+        text += "".join(reader.feed(stream[i : i + 1]))
         if reader.done:
             break
 

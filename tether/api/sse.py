@@ -20,6 +20,8 @@ logger = logging.getLogger("tether.sse")
 
 KEEPALIVE = b": keepalive\n\n"
 DONE = b"data: [DONE]\n\n"
+
+
 def frames(batch: list[StoredEvent]) -> bytes:
     if len(batch) == 1:
         return batch[0].frame

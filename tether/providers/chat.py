@@ -8,16 +8,17 @@ Works with vLLM, Ollama, llama.cpp server, LM Studio and OpenAI itself. One
   concatenated text of its text parts. Other parts or item types raise `ProviderError`.
 - `max_tokens`, `temperature` and `top_p` are sent only when set.
 - The SSE answer is parsed as it arrives, one JSON object per `data:` line, until
-  `data: [DONE]` or the end of the body. Text that arrives in one network read is
-  yielded as one `TextDelta`; then come `Usage` (if the upstream sent it) and one
+  `data: [DONE]` or the end of the body. Each upstream chunk with text becomes one
+  `TextDelta` (one event for the client, as the upstream streamed it); then come
+  `Usage` (if the upstream sent it) and one
   `Finish` (`stop`, `length` or `content_filter`; any other reason counts as `stop`).
 
 Every failure is a `ProviderError` whose message names the Tether model: an HTTP
 status >= 400 (`code="rate_limit_exceeded"` for 429, else `server_error`; `status` set),
 an unreachable upstream, a timeout, a connection dropped mid-stream, an `error` chunk,
-malformed JSON, or a stream that ends without a finish reason. No httpx exception
-escapes. The API key is sent as `Authorization: Bearer …` and never appears in a
-message or a repr.
+malformed JSON, or a stream that ends without a finish reason. The HTTP client is
+`tether.providers.http` (lean, keep-alive); none of its exceptions escape. The API
+key is sent as `Authorization: Bearer …` and never appears in a message or a repr.
 
 Sections: options (`ChatConfig`), the provider, the request body, the SSE reader.
 """
@@ -28,13 +29,20 @@ import os
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
-import httpx
 import orjson
 
 from tether.domain.types import JSONObject
 from tether.errors import ConfigError, ProviderError
 from tether.providers.base import Delta, Finish, FinishReason, GenerationRequest, TextDelta, Usage
+from tether.providers.http import (
+    ConnectFailed,
+    HTTPClient,
+    ReadTimedOut,
+    StreamingResponse,
+    UpstreamHTTPError,
+)
 
 _OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "base_url": (str,),
@@ -94,10 +102,11 @@ class ChatConfig:
                 f"{where}: option 'base_url' is required, e.g. 'http://127.0.0.1:8000/v1'."
             )
         try:
-            url = httpx.URL(base_url)
-        except httpx.InvalidURL as exc:
+            url = urlsplit(base_url)
+            url.port  # noqa: B018 - raises ValueError for a bad port
+        except ValueError as exc:
             raise ConfigError(f"{where}: option 'base_url' is not a valid URL ({exc}).") from None
-        if url.scheme not in ("http", "https") or not url.host:
+        if url.scheme not in ("http", "https") or not url.hostname:
             raise ConfigError(f"{where}: option 'base_url' must be an http:// or https:// URL.")
         timeout = float(options.get("timeout_seconds", 600.0))
         if timeout <= 0:
@@ -139,20 +148,18 @@ class ChatProvider:
 
     def __init__(self, config: ChatConfig) -> None:
         self.config = config
-        self._url = f"{config.base_url}/chat/completions"
-        headers = httpx.Headers(config.headers)
-        headers["accept"] = "text/event-stream"
-        headers["content-type"] = "application/json"
+        headers = {
+            **config.headers,
+            "accept": "text/event-stream",
+            "content-type": "application/json",
+        }
         if config.api_key:
             headers["authorization"] = f"Bearer {config.api_key}"
-        self._client = httpx.AsyncClient(
-            headers=headers,
-            timeout=httpx.Timeout(
-                config.timeout_seconds, connect=min(_CONNECT_TIMEOUT, config.timeout_seconds)
-            ),
-            # Concurrency is bounded by the workers; a pool cap would only queue requests
-            # silently until the pool timeout.
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
+        self._client = HTTPClient(
+            config.base_url,
+            headers,
+            connect_timeout=min(_CONNECT_TIMEOUT, config.timeout_seconds),
+            read_timeout=config.timeout_seconds,
         )
 
     @classmethod
@@ -179,21 +186,19 @@ class ChatProvider:
         reader = _SSEReader(self)
         started = False
         try:
-            async with self._client.stream("POST", self._url, content=body) as response:
+            async with self._client.post("/chat/completions", body) as response:
                 started = True
-                if response.status_code >= 400:
+                if response.status >= 400:
                     raise await self._status_error(response)
-                async for chunk in response.aiter_bytes():
-                    text = reader.feed(chunk)
-                    if text:
+                async for chunk in response.chunks():
+                    for text in reader.feed(chunk):
                         yield TextDelta(text)
                     if reader.done:
                         break
                 else:
-                    text = reader.feed(b"\n")  # a last line without its newline
-                    if text:
+                    for text in reader.feed(b"\n"):  # a last line without its newline
                         yield TextDelta(text)
-        except httpx.HTTPError as exc:
+        except UpstreamHTTPError as exc:
             raise self._transport_error(exc, started=started) from None
         if reader.finish_reason is None:
             raise self.error(
@@ -216,32 +221,24 @@ class ChatProvider:
             f"Upstream model '{self.config.model_name}' {detail}", code=code, status=status
         )
 
-    async def _status_error(self, response: httpx.Response) -> ProviderError:
-        raw = b""
-        async for chunk in response.aiter_bytes():
-            raw += chunk
-            if len(raw) >= _ERROR_BODY_LIMIT:
-                break
-        message = _error_message(raw)
-        status = response.status_code
+    async def _status_error(self, response: StreamingResponse) -> ProviderError:
+        message = _error_message(await response.read(_ERROR_BODY_LIMIT))
+        status = response.status
         code = "rate_limit_exceeded" if status == 429 else "server_error"
         return self.error(f"returned HTTP {status}: {message}", code=code, status=status)
 
-    def _transport_error(self, exc: httpx.HTTPError, *, started: bool) -> ProviderError:
+    def _transport_error(self, exc: UpstreamHTTPError, *, started: bool) -> ProviderError:
         at = f"at {_without_userinfo(self.config.base_url)}"
-        reason = str(exc) or type(exc).__name__
-        if isinstance(exc, httpx.TimeoutException):
+        if isinstance(exc, ConnectFailed):
+            return self.error(f"could not be reached {at}: {exc}")
+        if isinstance(exc, ReadTimedOut):
             seconds = f"{self.config.timeout_seconds:g}"
-            if isinstance(exc, httpx.ConnectTimeout):
-                return self.error(f"could not be reached {at}: connection timed out")
             if started:
                 return self.error(f"{at} stalled mid-stream: no data for {seconds} seconds")
             return self.error(f"{at} did not answer within {seconds} seconds")
-        if not isinstance(exc, httpx.TransportError):
-            return self.error(f"{at} sent an unreadable response: {reason}")
         if started:
-            return self.error(f"{at} dropped the connection mid-stream: {reason}")
-        return self.error(f"could not be reached {at}: {reason}")
+            return self.error(f"{at} dropped the connection mid-stream: {exc}")
+        return self.error(f"could not be reached {at}: {exc}")
 
     # --- the request body --------------------------------------------------------------
 
@@ -317,8 +314,11 @@ class _SSEReader:
         self.finish_reason: str | None = None
         self.usage: Usage | None = None
 
-    def feed(self, chunk: bytes) -> str:
-        """The text carried by the complete lines so far; sets `done` at `data: [DONE]`."""
+    def feed(self, chunk: bytes) -> list[str]:
+        """The texts of the complete `data:` lines so far, one per upstream chunk (empty
+        ones left out); sets `done` at `data: [DONE]`."""
+        if self.done:
+            return []
         if self._buffer:
             chunk = self._buffer + chunk
         lines = chunk.splitlines()
@@ -328,7 +328,7 @@ class _SSEReader:
             self._buffer = lines.pop()
             if len(self._buffer) > _MAX_LINE:
                 raise self._provider.error(f"sent an SSE line longer than {_MAX_LINE} bytes")
-        text = ""
+        texts: list[str] = []
         for line in lines:
             # Comments, `event:`, `id:` and blank lines carry nothing for us.
             if not line.startswith(b"data:"):
@@ -337,8 +337,9 @@ class _SSEReader:
             if data == b"[DONE]":
                 self.done = True
                 break
-            text += self._event(data)
-        return text
+            if text := self._event(data):
+                texts.append(text)
+        return texts
 
     def _event(self, data: bytes) -> str:
         try:
@@ -370,4 +371,5 @@ class _SSEReader:
 
 def _without_userinfo(url: str) -> str:
     """The URL for messages: credentials written into it (user:pass@) never show."""
-    return str(httpx.URL(url).copy_with(userinfo=b""))
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
