@@ -57,9 +57,14 @@ from tether.storage.notify import GONE, JobSignal, Notifier
 T = TypeVar("T")
 
 MIGRATIONS = [
+    # Events live in an append-only rowid table with an index on (rid, seq): inserts
+    # go to the table's end and small index entries instead of scattering 200-byte
+    # rows over a (response_id, seq) tree — measured 10.7 vs 45 µs per event with
+    # 600 interleaved streams. `rid` is the response row's integer id.
     """
     CREATE TABLE responses (
-        id TEXT PRIMARY KEY,
+        rid INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
         status TEXT NOT NULL,
         snapshot BLOB NOT NULL,
         last_seq INTEGER NOT NULL,
@@ -75,12 +80,13 @@ MIGRATIONS = [
     ) WITHOUT ROWID;
     CREATE INDEX input_items_by_id ON input_items (response_id, id);
     CREATE TABLE events (
-        response_id TEXT NOT NULL,
+        id INTEGER PRIMARY KEY,
+        rid INTEGER NOT NULL,
         seq INTEGER NOT NULL,
         type TEXT NOT NULL,
-        data BLOB NOT NULL,
-        PRIMARY KEY (response_id, seq)
-    ) WITHOUT ROWID;
+        data BLOB NOT NULL
+    );
+    CREATE UNIQUE INDEX events_by_response ON events (rid, seq);
     CREATE TABLE jobs (
         response_id TEXT PRIMARY KEY,
         queued_at REAL NOT NULL,
@@ -189,6 +195,7 @@ class SQLiteDatabase:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
         conn.execute("PRAGMA busy_timeout=5000")
+        conn.execute("PRAGMA wal_autocheckpoint=4000")  # fewer, larger checkpoints
         return conn
 
     @staticmethod
@@ -249,18 +256,18 @@ class SQLiteDatabase:
         conn.close()
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Op[Any]]) -> None:
+        """One transaction for the whole batch. An operation that refuses (a lost
+        compare-and-append) refuses before it writes anything, so its neighbours commit
+        without a savepoint each; a SQLite error fails the whole batch."""
         try:
             conn.execute("BEGIN IMMEDIATE")
             for op in batch:
-                conn.execute("SAVEPOINT op")
                 try:
                     op.result = op.fn(conn)
+                except sqlite3.Error:
+                    raise
                 except Exception as exc:
-                    conn.execute("ROLLBACK TO op")
-                    if isinstance(exc, sqlite3.Error):
-                        exc = StorageError(f"SQLite write failed: {exc}")
                     op.error = exc
-                conn.execute("RELEASE op")
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if conn.in_transaction:
@@ -320,7 +327,7 @@ class SQLiteResponseStore:
 
     async def create(self, new: NewResponse) -> None:
         def insert(conn: sqlite3.Connection) -> None:
-            conn.execute(
+            cursor = conn.execute(
                 "INSERT INTO responses (id, status, snapshot, last_seq, created_at, updated_at) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 (
@@ -339,7 +346,9 @@ class SQLiteResponseStore:
                     for i, item in enumerate(new.input_items)
                 ],
             )
-            _insert_events(conn, new.id, new.events)
+            rid = cursor.lastrowid
+            assert rid is not None
+            _insert_events(conn, rid, new.events)
             conn.execute(
                 "INSERT INTO jobs (response_id, queued_at, payload) VALUES (?, ?, ?)",
                 (new.id, time.time(), new.job),
@@ -399,9 +408,10 @@ class SQLiteResponseStore:
             conn: sqlite3.Connection,
         ) -> tuple[StoredResponse | None, list[ev.StoredEvent]]:
             row = conn.execute(
-                "SELECT status, snapshot, last_seq FROM responses WHERE id = ?", (response_id,)
+                "SELECT status, snapshot, last_seq, rid FROM responses WHERE id = ?",
+                (response_id,),
             ).fetchone()
-            stored = _stored(response_id, row)
+            stored = _stored(response_id, row[:3] if row else None)
             if stored is None or stored.status.terminal:
                 return stored, []
             new_events, final = terminal_transition(
@@ -409,7 +419,7 @@ class SQLiteResponseStore:
             )
             encoded = [ev.encode(e) for e in new_events]
             snapshot = orjson.dumps(final)
-            _insert_events(conn, response_id, encoded)
+            _insert_events(conn, row[3], encoded)
             conn.execute(
                 "UPDATE responses SET status = ?, snapshot = ?, last_seq = ?, updated_at = ? "
                 "WHERE id = ?",
@@ -427,10 +437,14 @@ class SQLiteResponseStore:
 
     async def delete(self, response_id: str) -> bool:
         def remove(conn: sqlite3.Connection) -> bool:
-            cursor = conn.execute("DELETE FROM responses WHERE id = ?", (response_id,))
-            for table in ("input_items", "events", "jobs"):
+            rows = conn.execute(
+                "DELETE FROM responses WHERE id = ? RETURNING rid", (response_id,)
+            ).fetchall()
+            for table in ("input_items", "jobs"):
                 conn.execute(f"DELETE FROM {table} WHERE response_id = ?", (response_id,))
-            return cursor.rowcount > 0
+            for (rid,) in rows:
+                conn.execute("DELETE FROM events WHERE rid = ?", (rid,))
+            return bool(rows)
 
         def committed(deleted: bool) -> None:
             if deleted:
@@ -439,12 +453,17 @@ class SQLiteResponseStore:
         return await self._db.write(remove, committed)
 
 
-def _insert_events(
-    conn: sqlite3.Connection, response_id: str, events: Sequence[ev.StoredEvent]
-) -> None:
+def _insert_events(conn: sqlite3.Connection, rid: int, events: Sequence[ev.StoredEvent]) -> None:
+    if len(events) == 1:
+        event = events[0]
+        conn.execute(
+            "INSERT INTO events (rid, seq, type, data) VALUES (?, ?, ?, ?)",
+            (rid, event.seq, event.type, event.data),
+        )
+        return
     conn.executemany(
-        "INSERT INTO events (response_id, seq, type, data) VALUES (?, ?, ?, ?)",
-        [(response_id, e.seq, e.type, e.data) for e in events],
+        "INSERT INTO events (rid, seq, type, data) VALUES (?, ?, ?, ?)",
+        [(rid, e.seq, e.type, e.data) for e in events],
     )
 
 
@@ -471,9 +490,9 @@ class SQLiteEventLog:
         def apply(conn: sqlite3.Connection) -> None:
             if not contiguous(events, first):
                 raise AppendConflictError(f"response {response_id}: events have a gap or repeat")
-            cursor = conn.execute(
+            row = conn.execute(
                 "UPDATE responses SET status = ?, snapshot = ?, last_seq = ?, updated_at = ? "
-                "WHERE id = ? AND last_seq = ? AND status NOT IN (?, ?, ?, ?)",
+                "WHERE id = ? AND last_seq = ? AND status NOT IN (?, ?, ?, ?) RETURNING rid",
                 (
                     status.value,
                     snapshot,
@@ -483,12 +502,12 @@ class SQLiteEventLog:
                     first - 1,
                     *TERMINAL_VALUES,
                 ),
-            )
-            if cursor.rowcount != 1:
+            ).fetchone()
+            if row is None:
                 raise AppendConflictError(
                     f"response {response_id} is gone, terminal, or not at seq {first - 1}"
                 )
-            _insert_events(conn, response_id, events)
+            _insert_events(conn, row[0], events)
             if finished:
                 conn.execute("DELETE FROM jobs WHERE response_id = ?", (response_id,))
 
@@ -502,8 +521,8 @@ class SQLiteEventLog:
 
         def select(conn: sqlite3.Connection) -> list[ev.StoredEvent]:
             rows = conn.execute(
-                "SELECT seq, type, data FROM events WHERE response_id = ? AND seq > ? "
-                "ORDER BY seq LIMIT ?",
+                "SELECT seq, type, data FROM events WHERE rid = "
+                "(SELECT rid FROM responses WHERE id = ?) AND seq > ? ORDER BY seq LIMIT ?",
                 (response_id, after, limit),
             ).fetchall()
             if (
