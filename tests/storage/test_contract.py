@@ -787,3 +787,36 @@ async def test_concurrent_appenders_all_commit_with_gapless_logs(
         assert stored.last_seq == script.fold.last_seq
         assert fold_all([e.payload() for e in log]) == orjson.loads(stored.snapshot)
     assert await storage.jobs.claim("w1", 100, 30.0) == []
+
+
+# --- snapshots written now and then -------------------------------------------------
+
+
+async def test_get_folds_the_events_past_a_stale_snapshot(
+    storage: Storage, create: CreateResponse
+) -> None:
+    script = await started(storage, create, "a")
+    for piece in ("b", "c", "d"):
+        events = script.text(piece)
+        await storage.events.append(script.id, events, None, script.fold.status)
+
+    stored = await storage.responses.get(script.id)
+
+    assert stored is not None
+    assert stored.last_seq == script.fold.last_seq
+    assert orjson.loads(stored.snapshot) == orjson.loads(script.snapshot())
+    assert orjson.loads(stored.snapshot)["output"][0]["content"][0]["text"] == "abcd"
+
+
+async def test_terminate_starts_from_the_current_not_the_stored_snapshot(
+    storage: Storage, create: CreateResponse
+) -> None:
+    script = await started(storage, create, "a")
+    await storage.events.append(script.id, script.text("b"), None, script.fold.status)
+
+    cancelled = await storage.responses.terminate(script.id, ResponseStatus.CANCELLED)
+
+    assert cancelled is not None
+    snapshot = orjson.loads(cancelled.snapshot)
+    assert snapshot["status"] == "cancelled"
+    assert snapshot["output"][0]["content"][0]["text"] == "ab"

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from tether.domain import events as ev
 from tether.domain.response import ResponseStatus
 from tether.domain.types import JSONObject
@@ -149,3 +151,13 @@ def terminal_transition(
     else:
         raise ValueError(f"{status} is not a transition the store makes")
     return events, final
+
+
+def advance(snapshot: bytes, snapshot_seq: int, payloads: list[JSONObject]) -> bytes:
+    """A stored snapshot (as of `snapshot_seq`) brought up to date with the events after it."""
+    if not payloads:
+        return snapshot
+    fold = Fold(orjson.loads(snapshot), snapshot_seq)
+    for payload in payloads:
+        fold.apply(payload)
+    return orjson.dumps(fold.snapshot())

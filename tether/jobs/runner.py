@@ -32,6 +32,7 @@ from tether.storage.base import EventLog, StoredResponse
 logger = logging.getLogger("tether.runner")
 
 MAX_UNCONFIRMED = 512  # events queued for the log before the runner waits for it
+SNAPSHOT_EVERY = 256  # events between stored snapshots (besides every status change)
 
 
 class Runner:
@@ -52,6 +53,7 @@ class Runner:
         self._pending: list[ev.StoredEvent] = []
         self._inflight: asyncio.Future[None] | None = None
         self._scheduled = False
+        self._unsnapshotted = 0
         self._error: BaseException | None = None
 
     def __repr__(self) -> str:
@@ -181,7 +183,15 @@ class Runner:
         if self._inflight is not None or not self._pending or self._error is not None:
             return
         batch, self._pending = self._pending, []
-        snapshot = orjson.dumps(self._fold.snapshot())
+        # The stored snapshot is refreshed with every status change and every
+        # SNAPSHOT_EVERY events; readers fold the few events past it.
+        snapshot = None
+        self._unsnapshotted += len(batch)
+        if self._unsnapshotted >= SNAPSHOT_EVERY or any(
+            e.type in ev.LIFECYCLE_TYPES for e in batch
+        ):
+            snapshot = orjson.dumps(self._fold.snapshot())
+            self._unsnapshotted = 0
         appended = asyncio.ensure_future(
             self._log.append(self.response_id, batch, snapshot, self._fold.status)
         )

@@ -7,7 +7,9 @@ checked by one contract suite (`tests/storage/test_contract.py`):
   events and its job in one transaction.
 - `EventLog.append` is a compare-and-append: it applies only when the response
   exists, is not terminal, and the first event's number is exactly one past the
-  last stored one; then it stores the events and the new snapshot atomically.
+  last stored one; then it stores the events (and the snapshot, when given)
+  atomically. `ResponseStore.get` always answers the snapshot as of the last
+  committed event.
   A batch that ends with a terminal event also removes the response's job.
   Otherwise it raises `AppendConflictError` and changes nothing.
 - Readers see only committed events; `wait` wakes on commit, not before.
@@ -105,12 +107,16 @@ class EventLog(Protocol):
         self,
         response_id: str,
         events: Sequence[StoredEvent],
-        snapshot: bytes,
+        snapshot: bytes | None,
         status: ResponseStatus,
     ) -> Awaitable[None]:
         """Compare-and-append (see module docstring); the awaitable raises
         `AppendConflictError`. Not a coroutine function: the append is queued when
-        called, so a runner can pipeline appends without a task per append."""
+        called, so a runner can pipeline appends without a task per append.
+
+        `snapshot` is the response as of the last event, or None to keep the stored one:
+        `ResponseStore.get` folds the events past the stored snapshot, so a snapshot need
+        not be written with every event. `status` is stored as given."""
         ...
 
     async def read_after(self, response_id: str, after: int, limit: int) -> list[StoredEvent]:

@@ -13,7 +13,7 @@ from typing import Literal
 import orjson
 
 from tether.domain import events as ev
-from tether.domain.fold import terminal_transition
+from tether.domain.fold import advance, terminal_transition
 from tether.domain.response import ResponseStatus
 from tether.domain.types import JSONObject
 from tether.errors import AppendConflictError, StorageError, response_not_found
@@ -33,9 +33,18 @@ from tether.storage.pages import page_items
 @dataclass
 class _Row:
     status: ResponseStatus
-    snapshot: bytes
+    snapshot: bytes  # as of event `snapshot_seq`
     items: list[JSONObject]
     events: list[ev.StoredEvent]
+    snapshot_seq: int = 0
+
+    def current(self) -> bytes:
+        """The snapshot as of the last event."""
+        if self.snapshot_seq < len(self.events) - 1:
+            later = [e.payload() for e in self.events[self.snapshot_seq + 1 :]]
+            self.snapshot = advance(self.snapshot, self.snapshot_seq, later)
+            self.snapshot_seq = len(self.events) - 1
+        return self.snapshot
 
 
 @dataclass
@@ -57,7 +66,7 @@ class MemoryDatabase:
         row = self.rows.get(response_id)
         if row is None:
             return None
-        return StoredResponse(response_id, row.status, row.snapshot, len(row.events) - 1)
+        return StoredResponse(response_id, row.status, row.current(), len(row.events) - 1)
 
 
 class MemoryResponseStore:
@@ -71,7 +80,9 @@ class MemoryResponseStore:
         db = self._db
         if new.id in db.rows:
             raise StorageError(f"response {new.id} already exists")
-        db.rows[new.id] = _Row(new.status, new.snapshot, list(new.input_items), list(new.events))
+        db.rows[new.id] = _Row(
+            new.status, new.snapshot, list(new.input_items), list(new.events), new.events[-1].seq
+        )
         db.jobs[new.id] = _JobRow(new.job)
         db.notifier.published(new.id, new.events[-1].seq)
         db.job_signal.set()
@@ -95,10 +106,11 @@ class MemoryResponseStore:
             return None
         if not row.status.terminal:
             new_events, final = terminal_transition(
-                orjson.loads(row.snapshot), len(row.events) - 1, status, error
+                orjson.loads(row.current()), len(row.events) - 1, status, error
             )
             row.events.extend(ev.encode(e) for e in new_events)
             row.snapshot = orjson.dumps(final)
+            row.snapshot_seq = len(row.events) - 1
             row.status = status
             self._db.jobs.pop(response_id, None)
             self._db.notifier.published(response_id, len(row.events) - 1, finished=True)
@@ -123,7 +135,7 @@ class MemoryEventLog:
         self,
         response_id: str,
         events: Sequence[ev.StoredEvent],
-        snapshot: bytes,
+        snapshot: bytes | None,
         status: ResponseStatus,
     ) -> asyncio.Future[None]:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -139,7 +151,7 @@ class MemoryEventLog:
         self,
         response_id: str,
         events: Sequence[ev.StoredEvent],
-        snapshot: bytes,
+        snapshot: bytes | None,
         status: ResponseStatus,
     ) -> None:
         row = self._db.rows.get(response_id)
@@ -153,7 +165,8 @@ class MemoryEventLog:
                 "without gaps"
             )
         row.events.extend(events)
-        row.snapshot = snapshot
+        if snapshot is not None:
+            row.snapshot, row.snapshot_seq = snapshot, events[-1].seq
         row.status = status
         finished = events[-1].terminal
         if finished:

@@ -33,7 +33,7 @@ from typing import Any, Generic, Literal, TypeVar
 import orjson
 
 from tether.domain import events as ev
-from tether.domain.fold import terminal_transition
+from tether.domain.fold import advance, terminal_transition
 from tether.domain.response import ResponseStatus
 from tether.domain.types import JSONObject
 from tether.errors import (
@@ -60,14 +60,15 @@ MIGRATIONS = [
     # Events live in an append-only rowid table with an index on (rid, seq): inserts
     # go to the table's end and small index entries instead of scattering 200-byte
     # rows over a (response_id, seq) tree — measured 10.7 vs 45 µs per event with
-    # 600 interleaved streams. `rid` is the response row's integer id.
+    # 600 interleaved streams. `rid` is the response row's integer id. The snapshot is
+    # the response as of event `snapshot_seq`; readers fold the events after it.
     """
     CREATE TABLE responses (
         rid INTEGER PRIMARY KEY,
         id TEXT NOT NULL UNIQUE,
         status TEXT NOT NULL,
         snapshot BLOB NOT NULL,
-        last_seq INTEGER NOT NULL,
+        snapshot_seq INTEGER NOT NULL,
         created_at REAL NOT NULL,
         updated_at REAL NOT NULL
     );
@@ -99,7 +100,6 @@ MIGRATIONS = [
     """,
 ]
 
-TERMINAL_VALUES = tuple(s.value for s in ResponseStatus if s.terminal)
 RECENT_LIMIT = 2048  # events kept in memory per active response
 RECENT_LINGER_SECONDS = 10.0  # how long a finished response's tail stays in memory
 BATCH_LIMIT = 1024  # operations per transaction
@@ -143,6 +143,7 @@ class SQLiteDatabase:
         self.notifier = Notifier()
         self.job_signal = JobSignal()
         self.recent: dict[str, _Recent] = {}
+        self.heads = _Heads()  # the writer thread's, and only touched there
         self._queue: queue.SimpleQueue[_Op[Any] | None] = queue.SimpleQueue()
         self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tether-sqlite-read")
         self._local = threading.local()
@@ -221,17 +222,24 @@ class SQLiteDatabase:
     ) -> T:
         return await self.submit(fn, on_commit)
 
-    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def read(self, fn: Callable[[sqlite3.Connection], T], *, snapshot: bool = False) -> T:
+        """Run `fn` on a reader thread; with `snapshot`, all its queries see one state."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._readers, self._read_sync, fn)
+        return await loop.run_in_executor(self._readers, self._read_sync, fn, snapshot)
 
-    def _read_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    def _read_sync(self, fn: Callable[[sqlite3.Connection], T], snapshot: bool) -> T:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._local.conn = self._connect()
             conn.execute("PRAGMA query_only=1")
         try:
-            return fn(conn)
+            if not snapshot:
+                return fn(conn)
+            conn.execute("BEGIN")
+            try:
+                return fn(conn)
+            finally:
+                conn.execute("COMMIT")
         except sqlite3.Error as exc:
             raise StorageError(f"SQLite read failed: {exc}") from exc
 
@@ -309,13 +317,66 @@ class SQLiteDatabase:
         self.notifier.published(response_id, GONE, finished=True)
 
 
-def _stored(response_id: str, row: tuple[str, bytes, int] | None) -> StoredResponse | None:
+# --- ResponseStore ------------------------------------------------------------
+
+
+class _Head:
+    """What the writer thread knows of a response it writes: its row id, last event
+    and status. The writer is the file's only writer, so this is the truth."""
+
+    __slots__ = ("last_seq", "rid", "status")
+
+    def __init__(self, rid: int, last_seq: int, status: ResponseStatus) -> None:
+        self.rid, self.last_seq, self.status = rid, last_seq, status
+
+
+class _Heads:
+    """The writer thread's heads of active responses (terminal ones are dropped)."""
+
+    def __init__(self) -> None:
+        self._heads: dict[str, _Head] = {}
+
+    def get(self, conn: sqlite3.Connection, response_id: str) -> _Head | None:
+        head = self._heads.get(response_id)
+        if head is None:
+            row = conn.execute(
+                "SELECT rid, status FROM responses WHERE id = ?", (response_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            head = _Head(row[0], _last_seq(conn, row[0]), ResponseStatus(row[1]))
+            if not head.status.terminal:
+                self._heads[response_id] = head
+        return head
+
+    def put(self, response_id: str, head: _Head) -> None:
+        if head.status.terminal:
+            self._heads.pop(response_id, None)
+        else:
+            self._heads[response_id] = head
+
+    def drop(self, response_id: str) -> None:
+        self._heads.pop(response_id, None)
+
+
+def _last_seq(conn: sqlite3.Connection, rid: int) -> int:
+    row = conn.execute("SELECT max(seq) FROM events WHERE rid = ?", (rid,)).fetchone()
+    return -1 if row is None or row[0] is None else int(row[0])
+
+
+def _current(conn: sqlite3.Connection, response_id: str) -> StoredResponse | None:
+    """The response as of its last committed event (one read transaction)."""
+    row = conn.execute(
+        "SELECT rid, status, snapshot, snapshot_seq FROM responses WHERE id = ?", (response_id,)
+    ).fetchone()
     if row is None:
         return None
-    return StoredResponse(response_id, ResponseStatus(row[0]), row[1], row[2])
-
-
-# --- ResponseStore ------------------------------------------------------------
+    rid, status, snapshot, snapshot_seq = row
+    later = conn.execute(
+        "SELECT data FROM events WHERE rid = ? AND seq > ? ORDER BY seq", (rid, snapshot_seq)
+    ).fetchall()
+    snapshot = advance(snapshot, snapshot_seq, [orjson.loads(r[0]) for r in later])
+    return StoredResponse(response_id, ResponseStatus(status), snapshot, snapshot_seq + len(later))
 
 
 class SQLiteResponseStore:
@@ -326,19 +387,16 @@ class SQLiteResponseStore:
         return f"<SQLiteResponseStore {self._db!r}>"
 
     async def create(self, new: NewResponse) -> None:
+        last = new.events[-1].seq
+
         def insert(conn: sqlite3.Connection) -> None:
             cursor = conn.execute(
-                "INSERT INTO responses (id, status, snapshot, last_seq, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    new.id,
-                    new.status.value,
-                    new.snapshot,
-                    new.events[-1].seq,
-                    new.created_at,
-                    new.created_at,
-                ),
+                "INSERT INTO responses (id, status, snapshot, snapshot_seq, created_at, "
+                "updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (new.id, new.status.value, new.snapshot, last, new.created_at, new.created_at),
             )
+            rid = cursor.lastrowid
+            assert rid is not None
             conn.executemany(
                 "INSERT INTO input_items (response_id, position, id, item) VALUES (?, ?, ?, ?)",
                 [
@@ -346,13 +404,12 @@ class SQLiteResponseStore:
                     for i, item in enumerate(new.input_items)
                 ],
             )
-            rid = cursor.lastrowid
-            assert rid is not None
             _insert_events(conn, rid, new.events)
             conn.execute(
                 "INSERT INTO jobs (response_id, queued_at, payload) VALUES (?, ?, ?)",
                 (new.id, time.time(), new.job),
             )
+            self._db.heads.put(new.id, _Head(rid, last, new.status))
 
         def committed(_: None) -> None:
             self._db.remember(new.id, new.events)
@@ -361,13 +418,7 @@ class SQLiteResponseStore:
         await self._db.write(insert, committed)
 
     async def get(self, response_id: str) -> StoredResponse | None:
-        def select(conn: sqlite3.Connection) -> StoredResponse | None:
-            row = conn.execute(
-                "SELECT status, snapshot, last_seq FROM responses WHERE id = ?", (response_id,)
-            ).fetchone()
-            return _stored(response_id, row)
-
-        return await self._db.read(select)
+        return await self._db.read(lambda conn: _current(conn, response_id), snapshot=True)
 
     async def input_items(
         self, response_id: str, *, after: str | None, limit: int, order: Literal["asc", "desc"]
@@ -399,7 +450,7 @@ class SQLiteResponseStore:
             ).fetchall()
             return ItemPage([orjson.loads(r[0]) for r in rows[:limit]], has_more=len(rows) > limit)
 
-        return await self._db.read(select)
+        return await self._db.read(select, snapshot=True)
 
     async def terminate(
         self, response_id: str, status: ResponseStatus, error: JSONObject | None = None
@@ -407,11 +458,7 @@ class SQLiteResponseStore:
         def transition(
             conn: sqlite3.Connection,
         ) -> tuple[StoredResponse | None, list[ev.StoredEvent]]:
-            row = conn.execute(
-                "SELECT status, snapshot, last_seq, rid FROM responses WHERE id = ?",
-                (response_id,),
-            ).fetchone()
-            stored = _stored(response_id, row[:3] if row else None)
+            stored = _current(conn, response_id)
             if stored is None or stored.status.terminal:
                 return stored, []
             new_events, final = terminal_transition(
@@ -419,13 +466,16 @@ class SQLiteResponseStore:
             )
             encoded = [ev.encode(e) for e in new_events]
             snapshot = orjson.dumps(final)
-            _insert_events(conn, row[3], encoded)
+            head = self._db.heads.get(conn, response_id)
+            assert head is not None
+            _insert_events(conn, head.rid, encoded)
             conn.execute(
-                "UPDATE responses SET status = ?, snapshot = ?, last_seq = ?, updated_at = ? "
-                "WHERE id = ?",
-                (status.value, snapshot, encoded[-1].seq, time.time(), response_id),
+                "UPDATE responses SET status = ?, snapshot = ?, snapshot_seq = ?, updated_at = ? "
+                "WHERE rid = ?",
+                (status.value, snapshot, encoded[-1].seq, time.time(), head.rid),
             )
             conn.execute("DELETE FROM jobs WHERE response_id = ?", (response_id,))
+            self._db.heads.drop(response_id)
             return StoredResponse(response_id, status, snapshot, encoded[-1].seq), encoded
 
         def committed(result: tuple[StoredResponse | None, list[ev.StoredEvent]]) -> None:
@@ -444,6 +494,7 @@ class SQLiteResponseStore:
                 conn.execute(f"DELETE FROM {table} WHERE response_id = ?", (response_id,))
             for (rid,) in rows:
                 conn.execute("DELETE FROM events WHERE rid = ?", (rid,))
+            self._db.heads.drop(response_id)
             return bool(rows)
 
         def committed(deleted: bool) -> None:
@@ -481,35 +532,37 @@ class SQLiteEventLog:
         self,
         response_id: str,
         events: Sequence[ev.StoredEvent],
-        snapshot: bytes,
+        snapshot: bytes | None,
         status: ResponseStatus,
     ) -> asyncio.Future[None]:
         first, last = events[0].seq, events[-1].seq
         finished = events[-1].terminal
+        heads = self._db.heads
 
         def apply(conn: sqlite3.Connection) -> None:
-            if not contiguous(events, first):
-                raise AppendConflictError(f"response {response_id}: events have a gap or repeat")
-            row = conn.execute(
-                "UPDATE responses SET status = ?, snapshot = ?, last_seq = ?, updated_at = ? "
-                "WHERE id = ? AND last_seq = ? AND status NOT IN (?, ?, ?, ?) RETURNING rid",
-                (
-                    status.value,
-                    snapshot,
-                    last,
-                    time.time(),
-                    response_id,
-                    first - 1,
-                    *TERMINAL_VALUES,
-                ),
-            ).fetchone()
-            if row is None:
+            head = heads.get(conn, response_id)
+            if head is None or head.status.terminal or head.last_seq != first - 1:
                 raise AppendConflictError(
                     f"response {response_id} is gone, terminal, or not at seq {first - 1}"
                 )
-            _insert_events(conn, row[0], events)
+            if not contiguous(events, first):
+                raise AppendConflictError(f"response {response_id}: events have a gap or repeat")
+            _insert_events(conn, head.rid, events)
+            if snapshot is not None:
+                conn.execute(
+                    "UPDATE responses SET status = ?, snapshot = ?, snapshot_seq = ?, "
+                    "updated_at = ? WHERE rid = ?",
+                    (status.value, snapshot, last, time.time(), head.rid),
+                )
+            elif status is not head.status:
+                conn.execute(
+                    "UPDATE responses SET status = ?, updated_at = ? WHERE rid = ?",
+                    (status.value, time.time(), head.rid),
+                )
             if finished:
                 conn.execute("DELETE FROM jobs WHERE response_id = ?", (response_id,))
+            head.last_seq, head.status = last, status
+            heads.put(response_id, head)
 
         return self._db.submit(apply, lambda _: self._db.remember(response_id, events))
 
@@ -533,7 +586,7 @@ class SQLiteEventLog:
                 raise response_not_found(response_id)
             return [ev.StoredEvent.from_data(seq, kind, data) for seq, kind, data in rows]
 
-        return await self._db.read(select)
+        return await self._db.read(select, snapshot=True)
 
     async def wait(self, response_id: str, after: int, timeout: float) -> bool:
         if not self._db.notifier.knows(response_id):
@@ -541,9 +594,9 @@ class SQLiteEventLog:
             # the file may already hold events past the cursor.
             def last_seq(conn: sqlite3.Connection) -> int:
                 row = conn.execute(
-                    "SELECT last_seq FROM responses WHERE id = ?", (response_id,)
+                    "SELECT rid FROM responses WHERE id = ?", (response_id,)
                 ).fetchone()
-                return -1 if row is None else int(row[0])
+                return -1 if row is None else _last_seq(conn, row[0])
 
             if await self._db.read(last_seq) > after:
                 return True
