@@ -144,7 +144,8 @@ class SQLiteDatabase:
         self.job_signal = JobSignal()
         self.recent: dict[str, _Recent] = {}
         self.heads = _Heads()  # the writer thread's, and only touched there
-        self._queue: queue.SimpleQueue[_Op[Any] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[list[_Op[Any]] | None] = queue.SimpleQueue()
+        self._outbox: list[_Op[Any]] = []  # ops of this loop step, handed over together
         self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tether-sqlite-read")
         self._local = threading.local()
         self._writer: threading.Thread | None = None
@@ -170,6 +171,8 @@ class SQLiteDatabase:
 
     async def close(self) -> None:
         if self._writer is not None:
+            if self._outbox:
+                self._hand_over()
             self._queue.put(None)
             await asyncio.get_running_loop().run_in_executor(None, self._writer.join)
             self._writer = None
@@ -213,9 +216,18 @@ class SQLiteDatabase:
     ) -> asyncio.Future[T]:
         """Queue `fn` for the next group transaction; `on_commit` runs on the loop after
         COMMIT, before the future resolves."""
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.put(_Op(fn, future, on_commit))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        if not self._outbox:
+            loop.call_soon(self._hand_over)
+        self._outbox.append(_Op(fn, future, on_commit))
         return future
+
+    def _hand_over(self) -> None:
+        """One wake-up of the writer thread for all the ops of a loop step: waking it per
+        op made the two threads trade the GIL for every event."""
+        ops, self._outbox = self._outbox, []
+        self._queue.put(ops)
 
     async def write(
         self, fn: Callable[[sqlite3.Connection], T], on_commit: Callable[[T], None] | None = None
@@ -247,19 +259,19 @@ class SQLiteDatabase:
         conn = self._connect()
         stopping = False
         while not stopping:
-            op = self._queue.get()
-            if op is None:
+            ops = self._queue.get()
+            if ops is None:
                 break
-            batch: list[_Op[Any]] = [op]
+            batch: list[_Op[Any]] = list(ops)
             while len(batch) < BATCH_LIMIT:
                 try:
-                    nxt = self._queue.get_nowait()
+                    more = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if nxt is None:
+                if more is None:
                     stopping = True
                     break
-                batch.append(nxt)
+                batch.extend(more)
             self._run_batch(conn, batch)
         conn.close()
 
