@@ -39,12 +39,16 @@ class StreamResult:
     events: int = 0
     keepalives: int = 0
     done_marker: bool = False
+    completed: bool = False
     received: int = 0
     error: str | None = None
 
     @property
     def ok(self) -> bool:
-        return self.status == 200 and self.error is None and self.end is not None
+        """Served to the end: HTTP 200, no error, and a `response.completed` event."""
+        return (
+            self.status == 200 and self.error is None and self.end is not None and (self.completed)
+        )
 
     @property
     def ttfe(self) -> float | None:
@@ -219,10 +223,13 @@ class _SSEProtocol(asyncio.Protocol):
         result.events += events
         result.keepalives += keepalives
         result.done_marker = result.done_marker or done > 0
+        result.completed = result.completed or b"event: response.completed\n" in complete
 
     def _finish(self, now: float) -> None:
         result = self._result
         result.end = now
+        if result.status == 200 and not result.completed and result.error is None:
+            result.error = "the stream ended without response.completed"
         if result.status != 200:
             text = self._error_body[:300].decode("utf-8", "replace")
             result.error = f"HTTP {result.status}: {text}"

@@ -44,37 +44,11 @@ import orjson
 
 from bench.aio import run_fast
 from bench.procstat import raise_nofile
+from tether.providers.fake import LOREM
 
 MODEL = re.compile(r"t(\d+)-r(\d+(?:\.\d+)?)")
 CREATED_AT = 1_700_000_000
-WORDS = (
-    "lorem",
-    "ipsum",
-    "dolor",
-    "sit",
-    "amet",
-    "consectetur",
-    "adipiscing",
-    "elit",
-    "sed",
-    "do",
-    "eiusmod",
-    "tempor",
-    "incididunt",
-    "ut",
-    "labore",
-    "et",
-    "dolore",
-    "magna",
-    "aliqua",
-    "ut",
-    "enim",
-    "ad",
-    "minim",
-    "veniam",
-    "quis",
-    "nostrud",
-)
+WORDS = LOREM  # the same words as Tether's fake model
 
 
 # --- rendering -------------------------------------------------------------------------
