@@ -58,11 +58,6 @@ class StoredEvent:
     type: str
     frame: bytes
 
-    @classmethod
-    def from_data(cls, seq: int, event_type: str, data: bytes) -> StoredEvent:
-        """Rebuild from the stored JSON (`data`) of an event."""
-        return cls(seq, event_type, _prefix(event_type) + data + b"\n\n")
-
     @property
     def data(self) -> bytes:
         """The event's JSON, as stored."""

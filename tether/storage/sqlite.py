@@ -57,11 +57,13 @@ from tether.storage.notify import GONE, JobSignal, Notifier
 T = TypeVar("T")
 
 MIGRATIONS = [
-    # Events live in an append-only rowid table with an index on (rid, seq): inserts
-    # go to the table's end and small index entries instead of scattering 200-byte
-    # rows over a (response_id, seq) tree — measured 10.7 vs 45 µs per event with
-    # 600 interleaved streams. `rid` is the response row's integer id. The snapshot is
-    # the response as of event `snapshot_seq`; readers fold the events after it.
+    # Events live in an append-only rowid table, one row per append: the frames of
+    # events first_seq..last_seq, concatenated as sent. Inserts go to the table's end
+    # with one small index entry per batch, instead of scattering 200-byte rows over a
+    # (response_id, seq) tree — measured 10.7 vs 45 µs per event with 600 trickling
+    # streams, and far less again when a batch holds many events. `rid` is the
+    # response row's integer id. The snapshot is the response as of event
+    # `snapshot_seq`; readers fold the events after it.
     """
     CREATE TABLE responses (
         rid INTEGER PRIMARY KEY,
@@ -83,11 +85,11 @@ MIGRATIONS = [
     CREATE TABLE events (
         id INTEGER PRIMARY KEY,
         rid INTEGER NOT NULL,
-        seq INTEGER NOT NULL,
-        type TEXT NOT NULL,
-        data BLOB NOT NULL
+        first_seq INTEGER NOT NULL,
+        last_seq INTEGER NOT NULL,
+        frames BLOB NOT NULL
     );
-    CREATE UNIQUE INDEX events_by_response ON events (rid, seq);
+    CREATE UNIQUE INDEX events_by_response ON events (rid, last_seq);
     CREATE TABLE jobs (
         response_id TEXT PRIMARY KEY,
         queued_at REAL NOT NULL,
@@ -372,7 +374,7 @@ class _Heads:
 
 
 def _last_seq(conn: sqlite3.Connection, rid: int) -> int:
-    row = conn.execute("SELECT max(seq) FROM events WHERE rid = ?", (rid,)).fetchone()
+    row = conn.execute("SELECT max(last_seq) FROM events WHERE rid = ?", (rid,)).fetchone()
     return -1 if row is None or row[0] is None else int(row[0])
 
 
@@ -384,11 +386,29 @@ def _current(conn: sqlite3.Connection, response_id: str) -> StoredResponse | Non
     if row is None:
         return None
     rid, status, snapshot, snapshot_seq = row
-    later = conn.execute(
-        "SELECT data FROM events WHERE rid = ? AND seq > ? ORDER BY seq", (rid, snapshot_seq)
-    ).fetchall()
-    snapshot = advance(snapshot, snapshot_seq, [orjson.loads(r[0]) for r in later])
+    later = _events_after(conn, rid, snapshot_seq, limit=None)
+    snapshot = advance(snapshot, snapshot_seq, [e.payload() for e in later])
     return StoredResponse(response_id, ResponseStatus(status), snapshot, snapshot_seq + len(later))
+
+
+def _events_after(
+    conn: sqlite3.Connection, rid: int, after: int, limit: int | None
+) -> list[ev.StoredEvent]:
+    """The stored events of response `rid` with seq > `after` (at most `limit`)."""
+    rows = conn.execute(
+        "SELECT first_seq, frames FROM events WHERE rid = ? AND last_seq > ? "
+        "ORDER BY last_seq LIMIT ?",
+        (rid, after, -1 if limit is None else limit),
+    ).fetchall()
+    events: list[ev.StoredEvent] = []
+    for first_seq, frames in rows:
+        # Frames end with a blank line and their JSON never holds a raw newline.
+        for offset, frame in enumerate(frames.split(b"\n\n")[:-1]):
+            seq = first_seq + offset
+            if seq > after:
+                event_type = frame[7 : frame.index(b"\n")].decode()  # after b"event: "
+                events.append(ev.StoredEvent(seq, event_type, frame + b"\n\n"))
+    return events if limit is None else events[:limit]
 
 
 class SQLiteResponseStore:
@@ -517,16 +537,11 @@ class SQLiteResponseStore:
 
 
 def _insert_events(conn: sqlite3.Connection, rid: int, events: Sequence[ev.StoredEvent]) -> None:
-    if len(events) == 1:
-        event = events[0]
-        conn.execute(
-            "INSERT INTO events (rid, seq, type, data) VALUES (?, ?, ?, ?)",
-            (rid, event.seq, event.type, event.data),
-        )
-        return
-    conn.executemany(
-        "INSERT INTO events (rid, seq, type, data) VALUES (?, ?, ?, ?)",
-        [(rid, e.seq, e.type, e.data) for e in events],
+    """One row for the whole batch."""
+    frames = events[0].frame if len(events) == 1 else b"".join([e.frame for e in events])
+    conn.execute(
+        "INSERT INTO events (rid, first_seq, last_seq, frames) VALUES (?, ?, ?, ?)",
+        (rid, events[0].seq, events[-1].seq, frames),
     )
 
 
@@ -585,18 +600,10 @@ class SQLiteEventLog:
             return recent.events[start : start + limit]
 
         def select(conn: sqlite3.Connection) -> list[ev.StoredEvent]:
-            rows = conn.execute(
-                "SELECT seq, type, data FROM events WHERE rid = "
-                "(SELECT rid FROM responses WHERE id = ?) AND seq > ? ORDER BY seq LIMIT ?",
-                (response_id, after, limit),
-            ).fetchall()
-            if (
-                not rows
-                and conn.execute("SELECT 1 FROM responses WHERE id = ?", (response_id,)).fetchone()
-                is None
-            ):
+            row = conn.execute("SELECT rid FROM responses WHERE id = ?", (response_id,)).fetchone()
+            if row is None:
                 raise response_not_found(response_id)
-            return [ev.StoredEvent.from_data(seq, kind, data) for seq, kind, data in rows]
+            return _events_after(conn, row[0], after, limit)
 
         return await self._db.read(select, snapshot=True)
 
