@@ -395,20 +395,22 @@ def _events_after(
     conn: sqlite3.Connection, rid: int, after: int, limit: int | None
 ) -> list[ev.StoredEvent]:
     """The stored events of response `rid` with seq > `after` (at most `limit`)."""
-    rows = conn.execute(
-        "SELECT first_seq, frames FROM events WHERE rid = ? AND last_seq > ? "
-        "ORDER BY last_seq LIMIT ?",
-        (rid, after, -1 if limit is None else limit),
-    ).fetchall()
+    cursor = conn.execute(
+        "SELECT first_seq, frames FROM events WHERE rid = ? AND last_seq > ? ORDER BY last_seq",
+        (rid, after),
+    )
     events: list[ev.StoredEvent] = []
-    for first_seq, frames in rows:
+    for first_seq, frames in cursor:  # rows are read lazily: stop once `limit` is reached
         # Frames end with a blank line and their JSON never holds a raw newline.
         for offset, frame in enumerate(frames.split(b"\n\n")[:-1]):
             seq = first_seq + offset
             if seq > after:
                 event_type = frame[7 : frame.index(b"\n")].decode()  # after b"event: "
                 events.append(ev.StoredEvent(seq, event_type, frame + b"\n\n"))
-    return events if limit is None else events[:limit]
+        if limit is not None and len(events) >= limit:
+            cursor.close()
+            return events[:limit]
+    return events
 
 
 class SQLiteResponseStore:
