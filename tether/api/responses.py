@@ -62,7 +62,7 @@ async def create_response(request: Request) -> ASGIApp:
             input_items=params.input_items,
             events=events,
             created_at=time.time(),
-            job=payload_from_request(_generation_request(params)),
+            job=payload_from_request(_generation_request(params), start=(snapshot, events[-1].seq)),
         )
     )
     if params.background and not params.stream:

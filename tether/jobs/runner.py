@@ -252,15 +252,33 @@ def request_from_payload(payload: bytes) -> GenerationRequest:
     )
 
 
-def payload_from_request(request: GenerationRequest) -> bytes:
-    return orjson.dumps(
-        {
-            "model": request.model,
-            "input_items": request.input_items,
-            "instructions": request.instructions,
-            "max_output_tokens": request.max_output_tokens,
-            "temperature": request.temperature,
-            "top_p": request.top_p,
-            "extra": dict(request.extra),
-        }
+def start_from_payload(response_id: str, payload: bytes) -> StoredResponse | None:
+    """The response as it was created, if the payload carries it: a job's first attempt
+    starts from it without reading the store (a cancel in between still wins: the
+    runner's first append then conflicts)."""
+    start = orjson.loads(payload).get("start")
+    if start is None:
+        return None
+    snapshot = start["snapshot"]
+    return StoredResponse(
+        response_id, ResponseStatus(snapshot["status"]), orjson.dumps(snapshot), start["last_seq"]
     )
+
+
+def payload_from_request(
+    request: GenerationRequest, start: tuple[JSONObject, int] | None = None
+) -> bytes:
+    """The job's payload: the generation request and, optionally, the created response
+    (snapshot, last seq) to start from."""
+    data: JSONObject = {
+        "model": request.model,
+        "input_items": request.input_items,
+        "instructions": request.instructions,
+        "max_output_tokens": request.max_output_tokens,
+        "temperature": request.temperature,
+        "top_p": request.top_p,
+        "extra": dict(request.extra),
+    }
+    if start is not None:
+        data["start"] = {"snapshot": start[0], "last_seq": start[1]}
+    return orjson.dumps(data)

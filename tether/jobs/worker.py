@@ -23,7 +23,7 @@ import time
 from collections.abc import Sequence
 
 from tether.domain.response import ResponseStatus
-from tether.jobs.runner import Runner, request_from_payload
+from tether.jobs.runner import Runner, request_from_payload, start_from_payload
 from tether.providers.registry import ProviderRegistry
 from tether.settings import Settings
 from tether.storage.base import ClaimedJob, Job, Storage
@@ -156,7 +156,9 @@ class Worker:
 
     async def _run(self, storage: Storage, job: Job) -> None:
         request = request_from_payload(job.payload)
-        stored = await storage.responses.get(job.response_id)
+        stored = start_from_payload(job.response_id, job.payload) if job.attempt == 1 else None
+        if stored is None:
+            stored = await storage.responses.get(job.response_id)
         if stored is None or stored.status.terminal:
             return  # deleted or cancelled while queued; nothing to generate
         if request.model not in self._providers:
