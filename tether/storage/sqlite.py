@@ -1,16 +1,15 @@
 """The embedded default backend: one SQLite file in WAL mode.
 
-Sections: the database (writes, checkpoints, readers, recent-event tail) · ResponseStore ·
+Sections: the database (writer thread, readers, recent-event tail) · ResponseStore ·
 EventLog · JobQueue · opening.
 
-Writes are group-committed on the event loop: every operation submitted during one
-loop step runs in one transaction at the end of the step (a lost compare-and-append
-refuses before it writes, so it never undoes its neighbours). Results and wake-ups
-are delivered after the COMMIT, so nobody sees an event before it is durable. WAL
-checkpoints — the only fsyncs under synchronous=NORMAL — run on a thread of their
-own. Reads run on a small thread pool with their own connections; live tails are
-served from a bounded in-memory copy of each active response's most recent committed
-events, so following a stream costs no query.
+Writes go to one writer thread that group-commits: it takes every operation that
+queued up while it was busy and runs them in one transaction, each in its own
+savepoint so a lost compare-and-append does not undo its neighbours. Results and
+wake-ups are delivered on the event loop after the COMMIT, so nobody sees an
+event before it is durable. Reads run on a small thread pool with their own
+connections; live tails are served from a bounded in-memory copy of each active
+response's most recent committed events, so following a stream costs no query.
 
 One process owns a SQLite file (a lock file enforces it); several processes
 share state through PostgreSQL or Redis instead.
@@ -19,9 +18,9 @@ share state through PostgreSQL or Redis instead.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fcntl
 import os
+import queue
 import sqlite3
 import threading
 import time
@@ -106,7 +105,6 @@ MIGRATIONS = [
 RECENT_LIMIT = 2048  # events kept in memory per active response
 RECENT_LINGER_SECONDS = 10.0  # how long a finished response's tail stays in memory
 BATCH_LIMIT = 1024  # operations per transaction
-CHECKPOINT_SECONDS = 1.0  # how often the WAL is copied back into the database file
 
 
 # --- the database -------------------------------------------------------------
@@ -139,8 +137,7 @@ class _Recent:
 
 
 class SQLiteDatabase:
-    """A SQLite file: group-committed writes on the event loop, a checkpointer thread,
-    a reader pool and a recent-event tail."""
+    """A SQLite file with one writer thread, a reader pool and a recent-event tail."""
 
     def __init__(self, path: Path, synchronous: str = "NORMAL") -> None:
         self.path = path
@@ -148,13 +145,13 @@ class SQLiteDatabase:
         self.notifier = Notifier()
         self.job_signal = JobSignal()
         self.recent: dict[str, _Recent] = {}
-        self.heads = _Heads()  # what the writer (this loop) knows of active responses
-        self._outbox: list[_Op[Any]] = []  # the ops of this loop step: one transaction
+        self.heads = _Heads()  # the writer thread's, and only touched there
+        self._queue: queue.SimpleQueue[list[_Op[Any]] | None] = queue.SimpleQueue()
+        self._outbox: list[_Op[Any]] = []  # ops of this loop step, handed over together
         self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tether-sqlite-read")
         self._local = threading.local()
-        self._conn: sqlite3.Connection | None = None
-        self._checkpointer: threading.Thread | None = None
-        self._stop = threading.Event()
+        self._writer: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._lock_fd: int | None = None
         self.batches = 0
         self.ops = 0
@@ -168,28 +165,20 @@ class SQLiteDatabase:
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._take_lock()
-        self._conn = self._connect()
-        # Checkpoints (the only fsyncs under synchronous=NORMAL) run on their own thread,
-        # never inside a commit on the loop.
-        self._conn.execute("PRAGMA wal_autocheckpoint=0")
+        self._loop = asyncio.get_running_loop()
+        self._writer = threading.Thread(target=self._run_writer, name="tether-sqlite-write")
+        self._writer.daemon = True
+        self._writer.start()
         await self.write(self._migrate)
-        self._checkpointer = threading.Thread(
-            target=self._run_checkpoints, name="tether-sqlite-checkpoint", daemon=True
-        )
-        self._checkpointer.start()
 
     async def close(self) -> None:
-        if self._outbox:
-            self._run_outbox()
-        self._stop.set()
-        if self._checkpointer is not None:
-            await asyncio.get_running_loop().run_in_executor(None, self._checkpointer.join)
-            self._checkpointer = None
+        if self._writer is not None:
+            if self._outbox:
+                self._hand_over()
+            self._queue.put(None)
+            await asyncio.get_running_loop().run_in_executor(None, self._writer.join)
+            self._writer = None
         self._readers.shutdown(wait=True)
-        if self._conn is not None:
-            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            self._conn.close()
-            self._conn = None
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
@@ -212,16 +201,8 @@ class SQLiteDatabase:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
         conn.execute("PRAGMA busy_timeout=5000")
+        conn.execute("PRAGMA wal_autocheckpoint=4000")  # fewer, larger checkpoints
         return conn
-
-    def _run_checkpoints(self) -> None:
-        conn = self._connect()
-        try:
-            while not self._stop.wait(CHECKPOINT_SECONDS):
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        finally:
-            conn.close()
 
     @staticmethod
     def _migrate(conn: sqlite3.Connection) -> None:
@@ -235,23 +216,20 @@ class SQLiteDatabase:
     def submit(
         self, fn: Callable[[sqlite3.Connection], T], on_commit: Callable[[T], None] | None = None
     ) -> asyncio.Future[T]:
-        """Queue `fn` for this loop step's transaction; `on_commit` runs after COMMIT,
-        before the future resolves. Writing on the loop, not on a writer thread: handing
-        every append to a thread made the two trade the GIL once per event."""
+        """Queue `fn` for the next group transaction; `on_commit` runs on the loop after
+        COMMIT, before the future resolves."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         if not self._outbox:
-            loop.call_soon(self._run_outbox)
+            loop.call_soon(self._hand_over)
         self._outbox.append(_Op(fn, future, on_commit))
         return future
 
-    def _run_outbox(self) -> None:
-        batch, self._outbox = self._outbox, []
-        for start in range(0, len(batch), BATCH_LIMIT):
-            chunk = batch[start : start + BATCH_LIMIT]
-            assert self._conn is not None
-            self._run_batch(self._conn, chunk)
-            self._complete(chunk)
+    def _hand_over(self) -> None:
+        """One wake-up of the writer thread for all the ops of a loop step: waking it per
+        op made the two threads trade the GIL for every event."""
+        ops, self._outbox = self._outbox, []
+        self._queue.put(ops)
 
     async def write(
         self, fn: Callable[[sqlite3.Connection], T], on_commit: Callable[[T], None] | None = None
@@ -279,6 +257,26 @@ class SQLiteDatabase:
         except sqlite3.Error as exc:
             raise StorageError(f"SQLite read failed: {exc}") from exc
 
+    def _run_writer(self) -> None:
+        conn = self._connect()
+        stopping = False
+        while not stopping:
+            ops = self._queue.get()
+            if ops is None:
+                break
+            batch: list[_Op[Any]] = list(ops)
+            while len(batch) < BATCH_LIMIT:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stopping = True
+                    break
+                batch.extend(more)
+            self._run_batch(conn, batch)
+        conn.close()
+
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Op[Any]]) -> None:
         """One transaction for the whole batch. An operation that refuses (a lost
         compare-and-append) refuses before it writes anything, so its neighbours commit
@@ -299,6 +297,8 @@ class SQLiteDatabase:
             error = StorageError(f"SQLite write failed: {exc}")
             for op in batch:
                 op.error = error
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._complete, batch)
 
     def _complete(self, batch: list[_Op[Any]]) -> None:
         self.batches += 1
@@ -323,9 +323,8 @@ class SQLiteDatabase:
         finished = events[-1].terminal
         self.notifier.published(response_id, events[-1].seq, finished=finished)
         if finished:
-            asyncio.get_running_loop().call_later(
-                RECENT_LINGER_SECONDS, self.recent.pop, response_id, None
-            )
+            assert self._loop is not None
+            self._loop.call_later(RECENT_LINGER_SECONDS, self.recent.pop, response_id, None)
 
     def forget(self, response_id: str) -> None:
         self.recent.pop(response_id, None)
@@ -336,8 +335,8 @@ class SQLiteDatabase:
 
 
 class _Head:
-    """What the writer knows of a response it writes: its row id, last event and
-    status. This process is the file's only writer, so this is the truth."""
+    """What the writer thread knows of a response it writes: its row id, last event
+    and status. The writer is the file's only writer, so this is the truth."""
 
     __slots__ = ("last_seq", "rid", "status")
 
@@ -346,7 +345,7 @@ class _Head:
 
 
 class _Heads:
-    """The writer's heads of active responses (terminal ones are dropped)."""
+    """The writer thread's heads of active responses (terminal ones are dropped)."""
 
     def __init__(self) -> None:
         self._heads: dict[str, _Head] = {}
