@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 
 STARTUP_SECONDS = 20.0
+REPO = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
@@ -107,7 +108,14 @@ class TetherProcess:
         return f"<TetherProcess {self.base_url} pid={pid}>"
 
     def start(self) -> None:
-        env = {**os.environ, "TETHER_HEARTBEAT_SECONDS": "1", **self.extra_env}
+        # The server runs this checkout's code, whatever `tether` is installed elsewhere.
+        path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+        env = {
+            **os.environ,
+            "PYTHONPATH": path,
+            "TETHER_HEARTBEAT_SECONDS": "1",
+            **self.extra_env,
+        }
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [
