@@ -13,7 +13,7 @@ from tests.support.stores import Script, new_response, read_all, seqs
 from tether.domain import events as ev
 from tether.domain.fold import fold_all
 from tether.domain.response import ResponseStatus
-from tether.errors import ConfigError
+from tether.errors import ConfigError, StorageError
 from tether.storage import sqlite
 from tether.storage.base import Storage
 from tether.storage.registry import open_storage
@@ -169,3 +169,25 @@ async def test_sqlite_bad_url_raises_config_error(url: str) -> None:
 async def test_sqlite_bad_synchronous_raises_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="synchronous"):
         await open_storage(f"sqlite:///{tmp_path}/t.db", sqlite_synchronous="SOMETIMES")
+
+
+async def test_sqlite_failed_batch_commits_nothing_and_later_appends_still_fit(
+    open_store: OpenStore,
+) -> None:
+    store = await open_store()
+    new = new_response()
+    await store.responses.create(new)
+    script = Script(new)
+    db = store.events._db  # type: ignore[attr-defined]
+    events = script.start()
+
+    # The append and a broken statement share one group transaction: both fail.
+    appended = store.events.append(script.id, events, script.snapshot(), script.fold.status)
+    broken = db.submit(lambda conn: conn.execute("INSERT INTO no_such_table VALUES (1)"))
+    for outcome in (appended, broken):
+        with pytest.raises(StorageError):
+            await outcome
+
+    assert seqs(await read_all(store, script.id)) == [0]
+    await store.events.append(script.id, events, script.snapshot(), script.fold.status)
+    assert seqs(await read_all(store, script.id)) == [0, 1, 2, 3]

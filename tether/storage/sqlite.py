@@ -294,6 +294,7 @@ class SQLiteDatabase:
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            self.heads.clear()  # they may have advanced with the rolled-back writes
             error = StorageError(f"SQLite write failed: {exc}")
             for op in batch:
                 op.error = error
@@ -371,6 +372,10 @@ class _Heads:
 
     def drop(self, response_id: str) -> None:
         self._heads.pop(response_id, None)
+
+    def clear(self) -> None:
+        """Forget everything; heads are read from the file again when next needed."""
+        self._heads.clear()
 
 
 def _last_seq(conn: sqlite3.Connection, rid: int) -> int:
