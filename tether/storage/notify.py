@@ -41,19 +41,18 @@ class Notifier:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while self._last.get(response_id, -1) <= after:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
+            if loop.time() >= deadline:
                 return False
             waiter: asyncio.Future[None] = loop.create_future()
             self._waiters.setdefault(response_id, []).append(waiter)
-            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
-            # that arrives just as the future completes.
+            # A bare timer handle on a plain future: cancellation propagates as usual (no
+            # wait_for, which can swallow one on 3.11), and it costs less than a timeout
+            # context on this per-event path.
+            timer = loop.call_at(deadline, _expire, waiter)
             try:
-                async with asyncio.timeout(remaining):
-                    await waiter
-            except TimeoutError:
-                return False
+                await waiter
             finally:
+                timer.cancel()
                 self._discard(response_id, waiter)
         return True
 
@@ -63,6 +62,11 @@ class Notifier:
             waiters.remove(waiter)
             if not waiters:
                 del self._waiters[response_id]
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class JobSignal:
