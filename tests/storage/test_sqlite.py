@@ -87,7 +87,7 @@ async def test_sqlite_reads_before_the_recent_tail_come_from_the_database(
     await storage.responses.create(new)
     script = Script(new)
     await script.append(storage, script.start())
-    for start in range(0, 20 * sqlite.RECENT_KEEP + 100, 100):
+    for start in range(0, sqlite.RECENT_LIMIT + 100, 100):
         await script.append(storage, script.text(*(f"{i} " for i in range(start, start + 100))))
     await script.append(storage, script.complete())
     total = script.fold.last_seq + 1

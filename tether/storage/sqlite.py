@@ -102,7 +102,7 @@ MIGRATIONS = [
     """,
 ]
 
-RECENT_KEEP = 16  # events kept in memory per active response, besides its latest batch
+RECENT_LIMIT = 2048  # events kept in memory per active response
 RECENT_LINGER_SECONDS = 10.0  # how long a finished response's tail stays in memory
 BATCH_LIMIT = 1024  # operations per transaction
 
@@ -129,12 +129,10 @@ class _Recent:
         self.first_seq = events[0].seq if events else 0
 
     def extend(self, events: Sequence[ev.StoredEvent]) -> None:
-        """Live readers are at the head: keep the latest batch whole and a few events
-        before it; a reader further behind reads the file."""
         self.events.extend(events)
-        if len(self.events) > 2 * RECENT_KEEP:
-            keep = max(RECENT_KEEP, len(events))
-            del self.events[: len(self.events) - keep]
+        if len(self.events) > RECENT_LIMIT:
+            drop = len(self.events) - RECENT_LIMIT // 2
+            del self.events[:drop]
             self.first_seq = self.events[0].seq
 
 
