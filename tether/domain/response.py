@@ -109,7 +109,3 @@ def usage(input_tokens: int, output_tokens: int, reasoning_tokens: int = 0) -> J
         "output_tokens_details": {"reasoning_tokens": reasoning_tokens},
         "total_tokens": input_tokens + output_tokens,
     }
-
-
-def status_of(snapshot: Mapping[str, Any]) -> ResponseStatus:
-    return ResponseStatus(snapshot["status"])
