@@ -7,8 +7,13 @@ to the terminal event) and asserts the ordering grammar of `responses-api.md` 4.
             | created [queued] [in_progress] item* error failed        (mid-stream failure)
     item   := output_item.added part+ output_item.done                 (message)
             | output_item.added arguments_delta* arguments_done output_item.done
+            | output_item.added summary* reasoning_part? output_item.done  (reasoning)
+            | output_item.added output_item.done                       (a passed-on item)
     part   := content_part.added (text_delta* annotation* text_done
                                   | refusal_delta* refusal_done) content_part.done
+    summary := summary_part.added summary_text.delta* summary_text.done summary_part.done
+    reasoning_part := content_part.added reasoning_text.delta* reasoning_text.done
+                      content_part.done
 
 with numbering from 0 without gaps (4.3), dense `output_index`/`content_index`, deltas
 only into the open item/part, `.done` values equal to the accumulated deltas, and the
@@ -47,6 +52,12 @@ ITEM_EVENT_TYPES = frozenset(
         "response.refusal.done",
         "response.function_call_arguments.delta",
         "response.function_call_arguments.done",
+        "response.reasoning_text.delta",
+        "response.reasoning_text.done",
+        "response.reasoning_summary_part.added",
+        "response.reasoning_summary_part.done",
+        "response.reasoning_summary_text.delta",
+        "response.reasoning_summary_text.done",
     }
 )
 # Endings that may leave an item or a part open.
@@ -103,6 +114,8 @@ class _OpenItem:
     part: Event | None = None  # the open content part
     pieces: list[str] = field(default_factory=list)  # deltas of the open part or arguments
     value_done: str | None = None  # text/refusal of the open part once its `.done` came
+    done_summaries: list[Event] = field(default_factory=list)
+    summary_open: bool = False
 
     @property
     def item_id(self) -> str:
@@ -199,13 +212,43 @@ def _check_item_event(state: _State, event: Event) -> None:
         _check_item_done(state, item, event)
     elif kind.startswith("response.function_call_arguments."):
         _check_arguments_event(item, event)
+    elif kind.startswith("response.reasoning_summary_"):
+        _check_summary_event(item, event)
     else:
         _check_part_event(item, event)
 
 
+def _check_summary_event(item: _OpenItem, event: Event) -> None:
+    kind = event["type"]
+    assert item.item["type"] == "reasoning", _at(event, "summary events need a reasoning item")
+    assert item.part is None, _at(event, "summaries come before the reasoning content")
+    assert event["summary_index"] == len(item.done_summaries), _at(event, "summary_index")
+    if kind == "response.reasoning_summary_part.added":
+        assert item.value_done is None and not item.pieces, _at(event, "a summary is open")
+        assert event["part"] == {"type": "summary_text", "text": ""}, _at(event, "not empty")
+        item.pieces, item.value_done = [], None
+        item.summary_open = True
+        return
+    assert item.summary_open, _at(event, "no summary part is open")
+    if kind == "response.reasoning_summary_text.delta":
+        assert item.value_done is None, _at(event, "delta after the summary's `.done`")
+        item.pieces.append(event["delta"])
+    elif kind == "response.reasoning_summary_text.done":
+        assert item.value_done is None, _at(event, "second `.done` for one summary")
+        item.value_done = event["text"]
+        assert item.value_done == "".join(item.pieces), _at(event, "text != joined deltas")
+    else:
+        assert kind == "response.reasoning_summary_part.done", _at(event, "unknown")
+        assert event["part"]["text"] == item.value_done, _at(event, "part text != `.done`")
+        item.done_summaries.append(event["part"])
+        item.pieces, item.value_done, item.summary_open = [], None, False
+
+
 def _check_part_event(item: _OpenItem, event: Event) -> None:
     kind = event["type"]
-    assert item.item["type"] == "message", _at(event, "content events need a message item")
+    assert item.item["type"] in ("message", "reasoning"), _at(
+        event, "content events need a message or reasoning item"
+    )
     assert event.get("item_id") == item.item_id, _at(event, f"open item is {item.item_id}")
     if kind == "response.content_part.added":
         assert item.part is None, _at(event, "a content part is already open")
@@ -218,7 +261,11 @@ def _check_part_event(item: _OpenItem, event: Event) -> None:
     assert part is not None, _at(event, "no content part is open")
     assert event["content_index"] == len(item.done_parts), _at(event, "not the open part")
     key = _value_key(part)
-    if kind in ("response.output_text.delta", "response.refusal.delta"):
+    if kind in (
+        "response.output_text.delta",
+        "response.refusal.delta",
+        "response.reasoning_text.delta",
+    ):
         assert kind.split(".")[1] == part["type"], _at(event, f"the open part is {part['type']}")
         assert item.value_done is None, _at(event, "delta after the part's `.done`")
         assert isinstance(event["delta"], str), _at(event, "delta must be a string")
@@ -226,7 +273,11 @@ def _check_part_event(item: _OpenItem, event: Event) -> None:
     elif kind == "response.output_text.annotation.added":
         assert part["type"] == "output_text", _at(event, "annotations need an output_text part")
         assert item.value_done is None, _at(event, "annotation after the text's `.done`")
-    elif kind in ("response.output_text.done", "response.refusal.done"):
+    elif kind in (
+        "response.output_text.done",
+        "response.refusal.done",
+        "response.reasoning_text.done",
+    ):
         assert kind.split(".")[1] == part["type"], _at(event, f"the open part is {part['type']}")
         assert item.value_done is None, _at(event, "second `.done` for one part")
         item.value_done = event[key]
@@ -265,6 +316,10 @@ def _check_item_done(state: _State, item: _OpenItem, event: Event) -> None:
     elif final["type"] == "function_call":
         assert item.value_done is not None, _at(event, "no function_call_arguments.done")
         assert final["arguments"] == item.value_done, _at(event, "arguments != `.done` value")
+    elif final["type"] == "reasoning":
+        assert item.part is None, _at(event, "a content part is still open")
+        assert final["summary"] == item.done_summaries, _at(event, "summary != the done parts")
+        assert final.get("content", []) == item.done_parts, _at(event, "content != done parts")
     state.done_items.append(final)
     state.open = None
 

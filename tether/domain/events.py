@@ -31,6 +31,17 @@ CONTENT_PART_ADDED = "response.content_part.added"
 CONTENT_PART_DONE = "response.content_part.done"
 OUTPUT_TEXT_DELTA = "response.output_text.delta"
 OUTPUT_TEXT_DONE = "response.output_text.done"
+OUTPUT_TEXT_ANNOTATION_ADDED = "response.output_text.annotation.added"
+REFUSAL_DELTA = "response.refusal.delta"
+REFUSAL_DONE = "response.refusal.done"
+FUNCTION_CALL_ARGUMENTS_DELTA = "response.function_call_arguments.delta"
+FUNCTION_CALL_ARGUMENTS_DONE = "response.function_call_arguments.done"
+REASONING_TEXT_DELTA = "response.reasoning_text.delta"
+REASONING_TEXT_DONE = "response.reasoning_text.done"
+REASONING_SUMMARY_PART_ADDED = "response.reasoning_summary_part.added"
+REASONING_SUMMARY_PART_DONE = "response.reasoning_summary_part.done"
+REASONING_SUMMARY_TEXT_DELTA = "response.reasoning_summary_text.delta"
+REASONING_SUMMARY_TEXT_DONE = "response.reasoning_summary_text.done"
 
 TERMINAL_TYPES = frozenset({COMPLETED, INCOMPLETE, FAILED, CANCELLED})
 LIFECYCLE_TYPES = frozenset({CREATED, QUEUED, IN_PROGRESS}) | TERMINAL_TYPES
@@ -128,7 +139,12 @@ def content_part(
 
 
 def text_delta(
-    item_id: str, output_index: int, content_index: int, delta: str, seq: int
+    item_id: str,
+    output_index: int,
+    content_index: int,
+    delta: str,
+    seq: int,
+    logprobs: list[JSONObject] | None = None,
 ) -> JSONObject:
     return {
         "type": OUTPUT_TEXT_DELTA,
@@ -137,12 +153,17 @@ def text_delta(
         "output_index": output_index,
         "content_index": content_index,
         "delta": delta,
-        "logprobs": [],
+        "logprobs": logprobs or [],
     }
 
 
 def text_done(
-    item_id: str, output_index: int, content_index: int, text: str, seq: int
+    item_id: str,
+    output_index: int,
+    content_index: int,
+    text: str,
+    seq: int,
+    logprobs: list[JSONObject] | None = None,
 ) -> JSONObject:
     return {
         "type": OUTPUT_TEXT_DONE,
@@ -151,7 +172,134 @@ def text_done(
         "output_index": output_index,
         "content_index": content_index,
         "text": text,
-        "logprobs": [],
+        "logprobs": logprobs or [],
+    }
+
+
+def annotation_added(
+    item_id: str,
+    output_index: int,
+    content_index: int,
+    annotation_index: int,
+    annotation: JSONObject,
+    seq: int,
+) -> JSONObject:
+    return {
+        "type": OUTPUT_TEXT_ANNOTATION_ADDED,
+        "sequence_number": seq,
+        "item_id": item_id,
+        "output_index": output_index,
+        "content_index": content_index,
+        "annotation_index": annotation_index,
+        "annotation": annotation,
+    }
+
+
+def part_delta(
+    event_type: str, item_id: str, output_index: int, content_index: int, delta: str, seq: int
+) -> JSONObject:
+    """`response.refusal.delta` or `response.reasoning_text.delta`."""
+    return {
+        "type": event_type,
+        "sequence_number": seq,
+        "item_id": item_id,
+        "output_index": output_index,
+        "content_index": content_index,
+        "delta": delta,
+    }
+
+
+def refusal_done(
+    item_id: str, output_index: int, content_index: int, refusal: str, seq: int
+) -> JSONObject:
+    return {
+        "type": REFUSAL_DONE,
+        "sequence_number": seq,
+        "item_id": item_id,
+        "output_index": output_index,
+        "content_index": content_index,
+        "refusal": refusal,
+    }
+
+
+def reasoning_text_done(
+    item_id: str, output_index: int, content_index: int, text: str, seq: int
+) -> JSONObject:
+    return {
+        "type": REASONING_TEXT_DONE,
+        "sequence_number": seq,
+        "item_id": item_id,
+        "output_index": output_index,
+        "content_index": content_index,
+        "text": text,
+    }
+
+
+def arguments_delta(item_id: str, output_index: int, delta: str, seq: int) -> JSONObject:
+    return {
+        "type": FUNCTION_CALL_ARGUMENTS_DELTA,
+        "sequence_number": seq,
+        "item_id": item_id,
+        "output_index": output_index,
+        "delta": delta,
+    }
+
+
+def arguments_done(
+    item_id: str, output_index: int, name: str, arguments: str, seq: int
+) -> JSONObject:
+    return {
+        "type": FUNCTION_CALL_ARGUMENTS_DONE,
+        "sequence_number": seq,
+        "item_id": item_id,
+        "output_index": output_index,
+        "name": name,
+        "arguments": arguments,
+    }
+
+
+def summary_part(
+    event_type: str,
+    item_id: str,
+    output_index: int,
+    summary_index: int,
+    text: str,
+    seq: int,
+) -> JSONObject:
+    """`response.reasoning_summary_part.added` / `.done`."""
+    return {
+        "type": event_type,
+        "sequence_number": seq,
+        "item_id": item_id,
+        "output_index": output_index,
+        "summary_index": summary_index,
+        "part": {"type": "summary_text", "text": text},
+    }
+
+
+def summary_text_delta(
+    item_id: str, output_index: int, summary_index: int, delta: str, seq: int
+) -> JSONObject:
+    return {
+        "type": REASONING_SUMMARY_TEXT_DELTA,
+        "sequence_number": seq,
+        "item_id": item_id,
+        "output_index": output_index,
+        "summary_index": summary_index,
+        "delta": delta,
+    }
+
+
+def summary_text_done(
+    item_id: str, output_index: int, summary_index: int, text: str, seq: int
+) -> JSONObject:
+    return {
+        "type": REASONING_SUMMARY_TEXT_DONE,
+        "sequence_number": seq,
+        "item_id": item_id,
+        "output_index": output_index,
+        "summary_index": summary_index,
+        "text": text,
     }
 
 
@@ -187,5 +335,54 @@ def message_item(item_id: str, status: str, content: list[JSONObject]) -> JSONOb
     }
 
 
-def output_text_part(text: str = "") -> JSONObject:
-    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+def output_text_part(
+    text: str = "",
+    annotations: list[JSONObject] | None = None,
+    logprobs: list[JSONObject] | None = None,
+) -> JSONObject:
+    return {
+        "type": "output_text",
+        "text": text,
+        "annotations": annotations or [],
+        "logprobs": logprobs or [],
+    }
+
+
+def refusal_part(refusal: str = "") -> JSONObject:
+    return {"type": "refusal", "refusal": refusal}
+
+
+def reasoning_text_part(text: str = "") -> JSONObject:
+    return {"type": "reasoning_text", "text": text}
+
+
+def function_call_item(
+    item_id: str, call_id: str, name: str, arguments: str, status: str
+) -> JSONObject:
+    return {
+        "id": item_id,
+        "type": "function_call",
+        "status": status,
+        "arguments": arguments,
+        "call_id": call_id,
+        "name": name,
+    }
+
+
+def reasoning_item(
+    item_id: str,
+    status: str,
+    summary: list[JSONObject],
+    content: list[JSONObject],
+    encrypted_content: str | None = None,
+) -> JSONObject:
+    item: JSONObject = {
+        "id": item_id,
+        "type": "reasoning",
+        "status": status,
+        "summary": summary,
+        "content": content,
+    }
+    if encrypted_content is not None:
+        item["encrypted_content"] = encrypted_content
+    return item

@@ -22,6 +22,26 @@ class FoldError(ValueError):
     """An event does not fit the log so far (gap, unknown item, delta after done)."""
 
 
+# Where an open text lives in the snapshot, by the key's second number `slot`:
+# slot >= 0 is content part `slot` (its `text`, or `refusal` for a refusal part);
+# ARGUMENTS is a function call's `arguments`; slot <= SUMMARY is summary part
+# SUMMARY - slot (its `text`).
+ARGUMENTS = -1
+SUMMARY = -2
+
+# Deltas: event type → the slot field of the event (content_index / summary_index).
+_DELTAS = {
+    ev.OUTPUT_TEXT_DELTA: "content_index",
+    ev.REFUSAL_DELTA: "content_index",
+    ev.REASONING_TEXT_DELTA: "content_index",
+}
+_DONES = {
+    ev.OUTPUT_TEXT_DONE: ("content_index", "text"),
+    ev.REFUSAL_DONE: ("content_index", "refusal"),
+    ev.REASONING_TEXT_DONE: ("content_index", "text"),
+}
+
+
 class Fold:
     """Folds the events of one response into its snapshot."""
 
@@ -33,13 +53,18 @@ class Fold:
             self._open_texts(snapshot)
 
     def _open_texts(self, snapshot: JSONObject) -> None:
-        """A stored snapshot may stop inside an item: its text parts stay open."""
+        """A stored snapshot may stop inside an item: its texts stay open."""
         for item_index, item in enumerate(snapshot.get("output", [])):
             if item.get("status") != "in_progress":
                 continue
+            if item.get("type") == "function_call":
+                self._texts[(item_index, ARGUMENTS)] = [item.get("arguments", "")]
             for part_index, part in enumerate(item.get("content") or []):
-                if "text" in part:
-                    self._texts[(item_index, part_index)] = [part["text"]]
+                field = _text_field(part)
+                if field in part:
+                    self._texts[(item_index, part_index)] = [part[field]]
+            for summary_index, part in enumerate(item.get("summary") or []):
+                self._texts[(item_index, SUMMARY - summary_index)] = [part.get("text", "")]
 
     def __repr__(self) -> str:
         status = self._snapshot["status"] if self._snapshot else None
@@ -60,6 +85,12 @@ class Fold:
 
     def _apply(self, event: JSONObject) -> None:
         event_type = event["type"]
+        if event_type == ev.OUTPUT_TEXT_DELTA:  # the hot path first
+            self._texts[(event["output_index"], event["content_index"])].append(event["delta"])
+            if event["logprobs"]:
+                part = self._part(event)
+                part["logprobs"] = [*part.get("logprobs", []), *event["logprobs"]]
+            return
         if event_type in ev.LIFECYCLE_TYPES:
             self._snapshot = event["response"]
             self._texts.clear()
@@ -67,41 +98,82 @@ class Fold:
         if event_type == ev.ERROR:
             return
         output = self._require_snapshot()["output"]
-        if event_type == ev.OUTPUT_TEXT_DELTA:
-            self._texts[(event["output_index"], event["content_index"])].append(event["delta"])
+        index: int = event.get("output_index", -1)
+        if event_type in _DELTAS:
+            self._texts[(index, event[_DELTAS[event_type]])].append(event["delta"])
+        elif event_type == ev.FUNCTION_CALL_ARGUMENTS_DELTA:
+            self._texts[(index, ARGUMENTS)].append(event["delta"])
+        elif event_type == ev.REASONING_SUMMARY_TEXT_DELTA:
+            self._texts[(index, SUMMARY - event["summary_index"])].append(event["delta"])
         elif event_type == ev.OUTPUT_ITEM_ADDED:
-            if event["output_index"] != len(output):
-                raise FoldError(f"output_index {event['output_index']} is not {len(output)}")
-            output.append(event["item"])
+            if index != len(output):
+                raise FoldError(f"output_index {index} is not {len(output)}")
+            item = event["item"]
+            output.append(item)
+            if item.get("type") == "function_call":
+                self._texts[(index, ARGUMENTS)] = [item.get("arguments", "")]
         elif event_type == ev.CONTENT_PART_ADDED:
-            content = output[event["output_index"]]["content"]
+            content = output[index]["content"]
             if event["content_index"] != len(content):
                 raise FoldError(f"content_index {event['content_index']} is not {len(content)}")
-            content.append(event["part"])
-            self._texts[(event["output_index"], event["content_index"])] = [
-                event["part"].get("text", "")
-            ]
-        elif event_type == ev.OUTPUT_TEXT_DONE:
-            self._texts[(event["output_index"], event["content_index"])] = [event["text"]]
+            part = event["part"]
+            content.append(part)
+            self._texts[(index, event["content_index"])] = [part.get(_text_field(part), "")]
+        elif event_type in _DONES:
+            slot_field, value_field = _DONES[event_type]
+            self._texts[(index, event[slot_field])] = [event[value_field]]
+            if event.get("logprobs"):
+                self._part(event)["logprobs"] = event["logprobs"]
+        elif event_type == ev.FUNCTION_CALL_ARGUMENTS_DONE:
+            self._texts[(index, ARGUMENTS)] = [event["arguments"]]
+        elif event_type == ev.REASONING_SUMMARY_TEXT_DONE:
+            self._texts[(index, SUMMARY - event["summary_index"])] = [event["text"]]
+        elif event_type == ev.REASONING_SUMMARY_PART_ADDED:
+            summary = output[index]["summary"]
+            if event["summary_index"] != len(summary):
+                raise FoldError(f"summary_index {event['summary_index']} is not {len(summary)}")
+            summary.append(event["part"])
+            self._texts[(index, SUMMARY - event["summary_index"])] = [event["part"]["text"]]
+        elif event_type == ev.REASONING_SUMMARY_PART_DONE:
+            self._texts.pop((index, SUMMARY - event["summary_index"]), None)
+            output[index]["summary"][event["summary_index"]] = event["part"]
+        elif event_type == ev.OUTPUT_TEXT_ANNOTATION_ADDED:
+            annotations = self._part(event).setdefault("annotations", [])
+            if event["annotation_index"] != len(annotations):
+                raise FoldError(
+                    f"annotation_index {event['annotation_index']} is not {len(annotations)}"
+                )
+            annotations.append(event["annotation"])
         elif event_type == ev.CONTENT_PART_DONE:
-            key = (event["output_index"], event["content_index"])
-            self._texts.pop(key, None)
-            output[event["output_index"]]["content"][event["content_index"]] = event["part"]
+            self._texts.pop((index, event["content_index"]), None)
+            output[index]["content"][event["content_index"]] = event["part"]
         elif event_type == ev.OUTPUT_ITEM_DONE:
-            index = event["output_index"]
             for key in [k for k in self._texts if k[0] == index]:
                 del self._texts[key]
             output[index] = event["item"]
         # Event types this fold does not know leave the snapshot unchanged.
 
+    def _part(self, event: JSONObject) -> JSONObject:
+        part: JSONObject = self._require_snapshot()["output"][event["output_index"]]["content"][
+            event["content_index"]
+        ]
+        return part
+
     def snapshot(self) -> JSONObject:
         """The current snapshot. It is the fold's own dict: encode it before the next apply."""
         snapshot = self._require_snapshot()
         output = snapshot["output"]
-        for (item_index, part_index), pieces in self._texts.items():
+        for (item_index, slot), pieces in self._texts.items():
             if len(pieces) > 1:
                 pieces[:] = ["".join(pieces)]
-            output[item_index]["content"][part_index]["text"] = pieces[0]
+            item = output[item_index]
+            if slot >= 0:
+                part = item["content"][slot]
+                part[_text_field(part)] = pieces[0]
+            elif slot == ARGUMENTS:
+                item["arguments"] = pieces[0]
+            else:
+                item["summary"][SUMMARY - slot]["text"] = pieces[0]
         return snapshot
 
     @property
@@ -112,6 +184,10 @@ class Fold:
         if self._snapshot is None:
             raise FoldError("the first event of a log must be response.created")
         return self._snapshot
+
+
+def _text_field(part: JSONObject) -> str:
+    return "refusal" if part.get("type") == "refusal" else "text"
 
 
 def fold_all(events: list[JSONObject]) -> JSONObject:

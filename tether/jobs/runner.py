@@ -16,17 +16,32 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import fields
 from typing import Any
 
 import orjson
 
 from tether.domain import events as ev
 from tether.domain.fold import Fold
-from tether.domain.ids import message_id
 from tether.domain.response import ResponseStatus, usage
 from tether.domain.types import JSONObject
 from tether.errors import AppendConflictError, ProviderError, StorageError
-from tether.providers.base import Finish, GenerationRequest, ModelProvider, TextDelta, Usage
+from tether.jobs.checks import check_output
+from tether.jobs.output import Output
+from tether.providers.base import (
+    Annotation,
+    EndItem,
+    Finish,
+    GenerationRequest,
+    ModelProvider,
+    OutputItem,
+    ReasoningDelta,
+    RefusalDelta,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+)
 from tether.storage.base import EventLog, StoredResponse
 
 logger = logging.getLogger("tether.runner")
@@ -85,88 +100,75 @@ class Runner:
     async def _generate(self) -> None:
         snapshot = self._fold.snapshot()
         snapshot["status"] = ResponseStatus.IN_PROGRESS.value
-        self._emit(ev.lifecycle(ev.IN_PROGRESS, snapshot, self._next_seq()))
-        message: _OpenMessage | None = None
+        self.emit(ev.lifecycle(ev.IN_PROGRESS, snapshot, self.next_seq()))
+        request = self._request
+        output = Output(self, len(snapshot["output"]), max_calls=_max_calls(request))
+        text, dispatch = output.text, self._dispatch(output)
         reported: Usage | None = None
         finish = "stop"
-        async for delta in self._provider.stream(self._request):
+        async for delta in self._provider.stream(request):
             if type(delta) is TextDelta:
-                if message is None:
-                    message = self._open_message()
-                message.pieces.append(delta.text)
-                self._emit(
-                    ev.text_delta(message.item_id, message.index, 0, delta.text, self._next_seq())
-                )
+                text(delta)
                 if len(self._pending) >= MAX_UNCONFIRMED:
                     await self._confirm()
             elif type(delta) is Usage:
                 reported = delta
             elif type(delta) is Finish:
                 finish = delta.reason
+            else:
+                dispatch[type(delta)](delta)
+                if len(self._pending) >= MAX_UNCONFIRMED:
+                    await self._confirm()
         incomplete = finish in ("length", "content_filter")
-        if message is not None:
-            self._close_message(message, "incomplete" if incomplete else "completed")
+        output.close("incomplete" if incomplete else "completed")
         final = self._fold.snapshot()
+        if not incomplete and (broken := check_output(request, final["output"])) is not None:
+            raise ProviderError(broken)
         if reported is not None:
             final["usage"] = usage(
-                reported.input_tokens, reported.output_tokens, reported.reasoning_tokens
+                reported.input_tokens,
+                reported.output_tokens,
+                reported.reasoning_tokens,
+                reported.cached_tokens,
             )
         if incomplete:
             reason = "max_output_tokens" if finish == "length" else "content_filter"
             final["status"] = ResponseStatus.INCOMPLETE.value
             final["incomplete_details"] = {"reason": reason}
-            self._emit(ev.lifecycle(ev.INCOMPLETE, final, self._next_seq()))
+            self.emit(ev.lifecycle(ev.INCOMPLETE, final, self.next_seq()))
         else:
             final["status"] = ResponseStatus.COMPLETED.value
             final["completed_at"] = int(time.time())
-            self._emit(ev.lifecycle(ev.COMPLETED, final, self._next_seq()))
+            self.emit(ev.lifecycle(ev.COMPLETED, final, self.next_seq()))
         await self._drain()
+
+    @staticmethod
+    def _dispatch(output: Output) -> dict[type, Callable[[Any], None]]:
+        """The handler of each content delta other than text."""
+        return {
+            RefusalDelta: output.refusal,
+            ReasoningDelta: output.reasoning,
+            ToolCallDelta: output.tool_call,
+            Annotation: output.annotation,
+            OutputItem: output.item,
+            EndItem: output.end_item,
+        }
 
     async def _fail(self, code: str, message: str) -> None:
         """End with `error` + `response.failed` (raises what the log raised, if it failed)."""
-        self._emit(ev.error(code, message, self._next_seq()))
+        self.emit(ev.error(code, message, self.next_seq()))
         final = self._fold.snapshot()
         final["status"] = ResponseStatus.FAILED.value
         final["error"] = {"code": code, "message": message}
-        self._emit(ev.lifecycle(ev.FAILED, final, self._next_seq()))
+        self.emit(ev.lifecycle(ev.FAILED, final, self.next_seq()))
         await self._drain()
-
-    # --- output items ---------------------------------------------------------
-
-    def _open_message(self) -> _OpenMessage:
-        message = _OpenMessage(message_id(), len(self._fold.snapshot()["output"]))
-        item = ev.message_item(message.item_id, "in_progress", [])
-        self._emit(ev.output_item_added(message.index, item, self._next_seq()))
-        self._emit(
-            ev.content_part(
-                ev.CONTENT_PART_ADDED,
-                message.item_id,
-                message.index,
-                0,
-                ev.output_text_part(),
-                self._next_seq(),
-            )
-        )
-        return message
-
-    def _close_message(self, message: _OpenMessage, status: str) -> None:
-        text = "".join(message.pieces)
-        self._emit(ev.text_done(message.item_id, message.index, 0, text, self._next_seq()))
-        part = ev.output_text_part(text)
-        self._emit(
-            ev.content_part(
-                ev.CONTENT_PART_DONE, message.item_id, message.index, 0, part, self._next_seq()
-            )
-        )
-        item = ev.message_item(message.item_id, status, [ev.output_text_part(text)])
-        self._emit(ev.output_item_done(message.index, item, self._next_seq()))
 
     # --- the log --------------------------------------------------------------
 
-    def _next_seq(self) -> int:
+    def next_seq(self) -> int:
         return self._fold.last_seq + 1
 
-    def _emit(self, event: JSONObject) -> None:
+    def emit(self, event: JSONObject) -> None:
         if self._error is not None:
             raise self._error
         stored = ev.encode(event)
@@ -230,26 +232,23 @@ class Runner:
             raise self._error
 
 
-class _OpenMessage:
-    __slots__ = ("index", "item_id", "pieces")
+def _max_calls(request: GenerationRequest) -> int | None:
+    """How many function calls the response may make: `max_tool_calls`, and one when
+    `parallel_tool_calls` is off."""
+    limits = [request.max_tool_calls] if request.max_tool_calls is not None else []
+    if not request.parallel_tool_calls:
+        limits.append(1)
+    return min(limits) if limits else None
 
-    def __init__(self, item_id: str, index: int) -> None:
-        self.item_id = item_id
-        self.index = index
-        self.pieces: list[str] = []
+
+_REQUEST_FIELDS = tuple(f.name for f in fields(GenerationRequest))
 
 
 def request_from_payload(payload: bytes) -> GenerationRequest:
     data: dict[str, Any] = orjson.loads(payload)
-    return GenerationRequest(
-        model=data["model"],
-        input_items=data["input_items"],
-        instructions=data.get("instructions"),
-        max_output_tokens=data.get("max_output_tokens"),
-        temperature=data.get("temperature"),
-        top_p=data.get("top_p"),
-        extra=data.get("extra") or {},
-    )
+    values = {name: data[name] for name in _REQUEST_FIELDS if data.get(name) is not None}
+    values["include"] = tuple(values.get("include", ()))
+    return GenerationRequest(**values)
 
 
 def start_from_payload(response_id: str, payload: bytes) -> StoredResponse | None:
@@ -270,15 +269,8 @@ def payload_from_request(
 ) -> bytes:
     """The job's payload: the generation request and, optionally, the created response
     (snapshot, last seq) to start from."""
-    data: JSONObject = {
-        "model": request.model,
-        "input_items": request.input_items,
-        "instructions": request.instructions,
-        "max_output_tokens": request.max_output_tokens,
-        "temperature": request.temperature,
-        "top_p": request.top_p,
-        "extra": dict(request.extra),
-    }
+    data: JSONObject = {name: getattr(request, name) for name in _REQUEST_FIELDS}
+    data["extra"] = dict(request.extra)
     if start is not None:
         data["start"] = {"snapshot": start[0], "last_seq": start[1]}
     return orjson.dumps(data)
