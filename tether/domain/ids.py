@@ -15,3 +15,20 @@ def response_id() -> str:
 
 def message_id() -> str:
     return new_id("msg")
+
+
+def function_call_id() -> str:
+    return new_id("fc")
+
+
+def function_call_output_id() -> str:
+    return new_id("fco")
+
+
+def reasoning_id() -> str:
+    return new_id("rs")
+
+
+def item_id() -> str:
+    """For input items of other types (hosted tool calls) sent without an id."""
+    return new_id("item")

@@ -9,6 +9,7 @@ functions reject `None` as a wrong type.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
@@ -17,6 +18,8 @@ import orjson
 from tether.errors import InvalidRequestError
 
 JSONValue = Any
+NAME_PATTERN = re.compile(r"[a-zA-Z0-9_-]+")
+NAME_MAX = 64
 
 
 def describe(value: JSONValue) -> str:
@@ -112,6 +115,14 @@ def out_of_range(
     )
 
 
+def empty_string(param: str, expected: str) -> InvalidRequestError:
+    return InvalidRequestError(
+        f"Invalid '{param}': empty string. Expected {expected}, but got an empty string instead.",
+        param=param,
+        code="empty_string",
+    )
+
+
 def too_long(param: str, value: str, limit: int) -> InvalidRequestError:
     return InvalidRequestError(
         f"Invalid '{param}': string too long. Expected a string with maximum length {limit}, "
@@ -203,3 +214,39 @@ def optional_object(
             expect_str(value, path) if choices is None else expect_choice(value, path, choices)
         )
     return result
+
+
+def require(obj: Mapping[str, Any], key: str, prefix: str, hint: str = "") -> JSONValue:
+    """`obj[key]`, or `missing_required_parameter` for `prefix.key` when absent or null."""
+    value = obj.get(key)
+    if value is None:
+        raise missing(f"{prefix}.{key}" if prefix else key, hint)
+    return value
+
+
+def expect_name(value: JSONValue, param: str) -> str:
+    """A function or format name: a-z, A-Z, 0-9, `_` and `-`, at most 64 characters."""
+    name = expect_str(value, param)
+    if len(name) > NAME_MAX:
+        raise too_long(param, name, NAME_MAX)
+    if not NAME_PATTERN.fullmatch(name):
+        raise InvalidRequestError(
+            f"Invalid '{param}': string does not match pattern. Expected a string that matches "
+            f"the pattern '^[a-zA-Z0-9_-]+$' (letters, digits, '_' and '-'), but got "
+            f"'{show(name)}' instead.",
+            param=param,
+            code="invalid_value",
+        )
+    return name
+
+
+def expect_id(value: JSONValue, param: str, prefix: str) -> str:
+    """An object id that begins with `prefix` (`resp`, `conv`), as OpenAI checks them."""
+    text = expect_str(value, param)
+    if not text.startswith(prefix):
+        raise InvalidRequestError(
+            f"Invalid '{param}': '{show(text)}'. Expected an ID that begins with '{prefix}'.",
+            param=param,
+            code="invalid_value",
+        )
+    return text
