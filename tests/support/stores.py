@@ -59,8 +59,13 @@ def new_response(
     background: bool = False,
     max_output_tokens: int | None = None,
     payload: bytes | None = None,
+    conversation_id: str | None = None,
+    conversation_items: list[JSONObject] | None = None,
 ) -> NewResponse:
-    """A `NewResponse` built the way `tether.api.responses` builds one at create."""
+    """A `NewResponse` built the way `tether.api.responses` builds one at create.
+
+    With `conversation_id`, the response belongs to that conversation and appends
+    `conversation_items` to it (by default: all of its input items)."""
     input_items = user_items("hello") if items is None else items
     snapshot = build_response(
         response_id=new_response_id(),
@@ -84,10 +89,22 @@ def new_response(
         events=events,
         created_at=time.time(),
         job=payload if payload is not None else payload_from_request(request),
+        conversation_id=conversation_id,
+        conversation_items=(
+            (input_items if conversation_id else [])
+            if conversation_items is None
+            else conversation_items
+        ),
     )
 
 
 # --- appending as a runner would ------------------------------------------------
+
+TERMINAL_EVENTS = {
+    ResponseStatus.COMPLETED: ev.COMPLETED,
+    ResponseStatus.INCOMPLETE: ev.INCOMPLETE,
+    ResponseStatus.FAILED: ev.FAILED,
+}
 
 
 class Script:
@@ -129,8 +146,9 @@ class Script:
             self._emit(ev.text_delta(self.item_id, 0, 0, piece, self.next_seq)) for piece in pieces
         ]
 
-    def complete(self) -> list[ev.StoredEvent]:
-        """The done events of the item and `response.completed`."""
+    def complete(self, status: ResponseStatus = ResponseStatus.COMPLETED) -> list[ev.StoredEvent]:
+        """The done events of the item and the terminal event of `status`
+        (`response.completed` by default, or `.incomplete`, `.failed`)."""
         text = "".join(self.pieces)
         part = ev.output_text_part(text)
         item = ev.message_item(self.item_id, "completed", [ev.output_text_part(text)])
@@ -142,9 +160,14 @@ class Script:
             self._emit(ev.output_item_done(0, item, self.next_seq)),
         ]
         final = self.fold.snapshot()
-        final["status"] = ResponseStatus.COMPLETED.value
-        final["completed_at"] = int(time.time())
-        events.append(self._emit(ev.lifecycle(ev.COMPLETED, final, self.next_seq)))
+        final["status"] = status.value
+        if status is ResponseStatus.COMPLETED:
+            final["completed_at"] = int(time.time())
+        elif status is ResponseStatus.INCOMPLETE:
+            final["incomplete_details"] = {"reason": "max_output_tokens"}
+        else:
+            final["error"] = {"code": "server_error", "message": "the model went away"}
+        events.append(self._emit(ev.lifecycle(TERMINAL_EVENTS[status], final, self.next_seq)))
         return events
 
     def snapshot(self) -> bytes:

@@ -1,4 +1,5 @@
-"""The storage seams: `ResponseStore`, `EventLog`, `JobQueue`, bundled as `Storage`.
+"""The storage seams: `ResponseStore`, `EventLog`, `JobQueue`, `ConversationStore`,
+bundled as `Storage`.
 
 A backend is chosen by URL (`storage.registry`). Each one keeps these promises,
 checked by one contract suite (`tests/storage/test_contract.py`):
@@ -15,17 +16,45 @@ checked by one contract suite (`tests/storage/test_contract.py`):
 - Readers see only committed events; `wait` wakes on commit, not before.
 - Terminal statuses never change: `terminate` on a terminal response is a no-op
   that returns it as it is.
+
+Conversations (`ConversationStore`, contract suite
+`tests/storage/test_conversations_contract.py`):
+
+- A conversation is an ordered list of items (stored as given: normalized, each with
+  an `id`). `create` writes it with its first items atomically; `add_items` appends
+  after the last item; deleting an item leaves the others in their order.
+- Item ids are unique within a conversation (they are its paging cursors): `create`
+  and `add_items` raise `InvalidRequestError` (`param="items"`), and
+  `ResponseStore.create` (`param="input"`), for an item whose id the conversation
+  already holds or that appears twice, and write nothing.
+- A response created with `NewResponse.conversation_id` belongs to that
+  conversation: in the same transaction `ResponseStore.create` appends
+  `NewResponse.conversation_items` (the response's new input, not the earlier items
+  `input_items` repeats) and remembers the link. When the conversation does not
+  exist (or was deleted) `create` raises `NotFoundError` (`param="conversation"`)
+  and writes nothing.
+- An `EventLog.append` batch that ends a linked response with `response.completed`
+  or `response.incomplete` appends the output items of the response as of that
+  batch (`snapshot["output"]` of the snapshot passed with the batch; when it is
+  None, of the stored one folded forward) to the conversation in the same
+  transaction, leaving out items whose id the conversation already holds. Failed
+  and cancelled responses (and `terminate`) add nothing. When the conversation was
+  deleted meanwhile, nothing is added and the append applies as usual.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Container, Sequence
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from tether.domain.events import StoredEvent
+from tether.domain.events import COMPLETED, INCOMPLETE, StoredEvent
 from tether.domain.response import ResponseStatus
 from tether.domain.types import JSONObject
+from tether.errors import InvalidRequestError, NotFoundError
+
+# The terminal events whose response's output is appended to its conversation.
+ADDS_OUTPUT_TO_CONVERSATION = frozenset({COMPLETED, INCOMPLETE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +68,10 @@ class NewResponse:
     events: list[StoredEvent]
     created_at: float
     job: bytes  # the job's payload: the whole generation request, as JSON
+    conversation_id: str | None = None  # the conversation the response belongs to
+    # What create appends to that conversation: the new input only, since
+    # `input_items` holds the whole context, earlier conversation items included.
+    conversation_items: list[JSONObject] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +88,15 @@ class StoredResponse:
 class ItemPage:
     items: list[JSONObject]
     has_more: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StoredConversation:
+    """A conversation row; `created_at` is in unix seconds."""
+
+    id: str
+    created_at: int
+    metadata: dict[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +120,9 @@ class ClaimedJob:
 
 class ResponseStore(Protocol):
     async def create(self, new: NewResponse) -> None:
-        """Write the response, its input items, first events and job atomically."""
+        """Write the response, its input items, first events and job atomically, and
+        append `new.conversation_items` to its conversation if it has one. Raises
+        `NotFoundError` (`param="conversation"`) for an unknown conversation."""
         ...
 
     async def get(self, response_id: str) -> StoredResponse | None: ...
@@ -100,6 +144,96 @@ class ResponseStore(Protocol):
     async def delete(self, response_id: str) -> bool:
         """Remove the response, its items, events and job. False if unknown."""
         ...
+
+
+class ConversationStore(Protocol):
+    """Conversations and their ordered items (see the module docstring)."""
+
+    async def create(
+        self,
+        conversation_id: str,
+        metadata: dict[str, str],
+        items: list[JSONObject],
+        created_at: int,
+    ) -> StoredConversation:
+        """Write the conversation and its first `items` (in order) atomically.
+        Raises `InvalidRequestError` when two items share an id."""
+        ...
+
+    async def get(self, conversation_id: str) -> StoredConversation | None: ...
+
+    async def update_metadata(
+        self, conversation_id: str, metadata: dict[str, str]
+    ) -> StoredConversation | None:
+        """Replace the metadata as a whole; None if the conversation is unknown."""
+        ...
+
+    async def delete(self, conversation_id: str) -> bool:
+        """Remove the conversation and its items. False if unknown. Responses that
+        belonged to it are kept; their output is added nowhere."""
+        ...
+
+    async def add_items(self, conversation_id: str, items: list[JSONObject]) -> list[JSONObject]:
+        """Append `items` after the last item, in order, and return them as stored.
+        Raises `NotFoundError` for an unknown conversation, `InvalidRequestError`
+        for an item id it already holds (or that repeats)."""
+        ...
+
+    async def list_items(
+        self,
+        conversation_id: str,
+        *,
+        after: str | None,
+        limit: int,
+        order: Literal["asc", "desc"],
+    ) -> ItemPage:
+        """A page of items, oldest first with `asc`. Raises `NotFoundError` for an
+        unknown conversation, `InvalidRequestError` (`param="after"`) for an `after`
+        id that is not one of its items."""
+        ...
+
+    async def get_item(self, conversation_id: str, item_id: str) -> JSONObject | None:
+        """The item, or None when the conversation has no such item. Raises
+        `NotFoundError` for an unknown conversation."""
+        ...
+
+    async def delete_item(self, conversation_id: str, item_id: str) -> StoredConversation | None:
+        """Remove one item and return the conversation, or None when it has no such
+        item. Raises `NotFoundError` for an unknown conversation."""
+        ...
+
+
+def conversation_not_found(conversation_id: str, param: str | None = None) -> NotFoundError:
+    return NotFoundError(f"Conversation with id '{conversation_id}' not found.", param=param)
+
+
+def duplicate_id(items: Sequence[JSONObject], present: Container[str]) -> str | None:
+    """The first id of `items` that is in `present` or repeats within `items`."""
+    seen: set[str] = set()
+    for item in items:
+        item_id = item["id"]
+        if item_id in present or item_id in seen:
+            return str(item_id)
+        seen.add(item_id)
+    return None
+
+
+def duplicate_item(item_id: str, conversation_id: str, param: str) -> InvalidRequestError:
+    return InvalidRequestError(
+        f"Duplicate item found with id '{item_id}': conversation '{conversation_id}' already "
+        f"holds an item with this id, or it appears twice in '{param}'. Remove the duplicate, "
+        "or leave out its 'id' to get a new one.",
+        param=param,
+    )
+
+
+def unknown_after(after: str, conversation_id: str) -> InvalidRequestError:
+    """What `list_items` raises for an `after` cursor that is not one of the items."""
+    return InvalidRequestError(
+        f"No item with id '{after}' in conversation '{conversation_id}'; pass the id of an "
+        "item from a previous page as 'after'.",
+        param="after",
+    )
 
 
 class EventLog(Protocol):
@@ -157,10 +291,11 @@ def contiguous(events: Sequence[StoredEvent], first: int) -> bool:
 
 @dataclass(frozen=True)
 class Storage:
-    """One backend's three seams, plus how to close it."""
+    """One backend's four seams, plus how to close it."""
 
     name: str
     responses: ResponseStore
     events: EventLog
     jobs: JobQueue
+    conversations: ConversationStore
     close: Callable[[], Awaitable[None]]

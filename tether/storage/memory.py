@@ -1,5 +1,5 @@
-"""The in-memory backend: `store=false` responses, and the twin the contract suite
-checks the real backends against. Nothing survives the process; every operation
+"""The in-memory backend: `store=false` responses, and the twin the contract suites
+check the real backends against. Nothing survives the process; every operation
 is atomic because it runs without awaiting on the event loop."""
 
 from __future__ import annotations
@@ -18,13 +18,19 @@ from tether.domain.response import ResponseStatus
 from tether.domain.types import JSONObject
 from tether.errors import AppendConflictError, StorageError, response_not_found
 from tether.storage.base import (
+    ADDS_OUTPUT_TO_CONVERSATION,
     ClaimedJob,
     ItemPage,
     Job,
     NewResponse,
     Storage,
+    StoredConversation,
     StoredResponse,
     contiguous,
+    conversation_not_found,
+    duplicate_id,
+    duplicate_item,
+    unknown_after,
 )
 from tether.storage.notify import GONE, JobSignal, Notifier
 from tether.storage.pages import page_items
@@ -37,6 +43,7 @@ class _Row:
     items: list[JSONObject]
     events: list[ev.StoredEvent]
     snapshot_seq: int = 0
+    conversation_id: str | None = None
 
     def current(self) -> bytes:
         """The snapshot as of the last event."""
@@ -45,6 +52,34 @@ class _Row:
             self.snapshot = advance(self.snapshot, self.snapshot_seq, later)
             self.snapshot_seq = len(self.events) - 1
         return self.snapshot
+
+
+@dataclass
+class _Conversation:
+    created_at: int
+    metadata: dict[str, str]
+    items: list[JSONObject]
+
+    def stored(self, conversation_id: str) -> StoredConversation:
+        return StoredConversation(conversation_id, self.created_at, dict(self.metadata))
+
+    def check_new(self, conversation_id: str, items: list[JSONObject], param: str) -> None:
+        """Raise for an item whose id is already here or repeats (see `duplicate_id`)."""
+        duplicate = duplicate_id(items, {item["id"] for item in self.items})
+        if duplicate is not None:
+            raise duplicate_item(duplicate, conversation_id, param)
+
+    def position(self, item_id: str) -> int | None:
+        for index, item in enumerate(self.items):
+            if item["id"] == item_id:
+                return index
+        return None
+
+
+def _copy(items: list[JSONObject]) -> list[JSONObject]:
+    """Stored items are the store's own, as a database's would be."""
+    copied: list[JSONObject] = orjson.loads(orjson.dumps(items))
+    return copied
 
 
 @dataclass
@@ -59,6 +94,7 @@ class _JobRow:
 class MemoryDatabase:
     rows: dict[str, _Row] = field(default_factory=dict)
     jobs: dict[str, _JobRow] = field(default_factory=dict)  # insertion order = FIFO
+    conversations: dict[str, _Conversation] = field(default_factory=dict)
     notifier: Notifier = field(default_factory=Notifier)
     job_signal: JobSignal = field(default_factory=JobSignal)
 
@@ -67,6 +103,12 @@ class MemoryDatabase:
         if row is None:
             return None
         return StoredResponse(response_id, row.status, row.current(), len(row.events) - 1)
+
+    def conversation(self, conversation_id: str) -> _Conversation:
+        conversation = self.conversations.get(conversation_id)
+        if conversation is None:
+            raise conversation_not_found(conversation_id)
+        return conversation
 
 
 class MemoryResponseStore:
@@ -80,8 +122,19 @@ class MemoryResponseStore:
         db = self._db
         if new.id in db.rows:
             raise StorageError(f"response {new.id} already exists")
+        if new.conversation_id is not None:
+            conversation = db.conversations.get(new.conversation_id)
+            if conversation is None:
+                raise conversation_not_found(new.conversation_id, param="conversation")
+            conversation.check_new(new.conversation_id, new.conversation_items, "input")
+            conversation.items.extend(_copy(new.conversation_items))
         db.rows[new.id] = _Row(
-            new.status, new.snapshot, list(new.input_items), list(new.events), new.events[-1].seq
+            new.status,
+            new.snapshot,
+            list(new.input_items),
+            list(new.events),
+            new.events[-1].seq,
+            new.conversation_id,
         )
         db.jobs[new.id] = _JobRow(new.job)
         db.notifier.published(new.id, new.events[-1].seq)
@@ -171,6 +224,12 @@ class MemoryEventLog:
         finished = events[-1].terminal
         if finished:
             self._db.jobs.pop(response_id, None)
+            if row.conversation_id is not None and events[-1].type in ADDS_OUTPUT_TO_CONVERSATION:
+                conversation = self._db.conversations.get(row.conversation_id)
+                if conversation is not None:
+                    present = {item["id"] for item in conversation.items}
+                    output = orjson.loads(row.current())["output"]
+                    conversation.items.extend(_copy([i for i in output if i["id"] not in present]))
         self._db.notifier.published(response_id, events[-1].seq, finished=finished)
 
     async def read_after(self, response_id: str, after: int, limit: int) -> list[ev.StoredEvent]:
@@ -229,17 +288,92 @@ class MemoryJobQueue:
         await self._db.job_signal.wait(timeout)
 
 
+class MemoryConversationStore:
+    def __init__(self, db: MemoryDatabase) -> None:
+        self._db = db
+
+    def __repr__(self) -> str:
+        return f"<MemoryConversationStore conversations={len(self._db.conversations)}>"
+
+    async def create(
+        self,
+        conversation_id: str,
+        metadata: dict[str, str],
+        items: list[JSONObject],
+        created_at: int,
+    ) -> StoredConversation:
+        if conversation_id in self._db.conversations:
+            raise StorageError(f"conversation {conversation_id} already exists")
+        duplicate = duplicate_id(items, ())
+        if duplicate is not None:
+            raise duplicate_item(duplicate, conversation_id, "items")
+        conversation = _Conversation(created_at, dict(metadata), _copy(items))
+        self._db.conversations[conversation_id] = conversation
+        return conversation.stored(conversation_id)
+
+    async def get(self, conversation_id: str) -> StoredConversation | None:
+        conversation = self._db.conversations.get(conversation_id)
+        return None if conversation is None else conversation.stored(conversation_id)
+
+    async def update_metadata(
+        self, conversation_id: str, metadata: dict[str, str]
+    ) -> StoredConversation | None:
+        conversation = self._db.conversations.get(conversation_id)
+        if conversation is None:
+            return None
+        conversation.metadata = dict(metadata)
+        return conversation.stored(conversation_id)
+
+    async def delete(self, conversation_id: str) -> bool:
+        return self._db.conversations.pop(conversation_id, None) is not None
+
+    async def add_items(self, conversation_id: str, items: list[JSONObject]) -> list[JSONObject]:
+        conversation = self._db.conversation(conversation_id)
+        conversation.check_new(conversation_id, items, "items")
+        added = _copy(items)
+        conversation.items.extend(added)
+        return _copy(added)
+
+    async def list_items(
+        self,
+        conversation_id: str,
+        *,
+        after: str | None,
+        limit: int,
+        order: Literal["asc", "desc"],
+    ) -> ItemPage:
+        conversation = self._db.conversation(conversation_id)
+        if after is not None and conversation.position(after) is None:
+            raise unknown_after(after, conversation_id)
+        return page_items(conversation.items, after=after, limit=limit, order=order)
+
+    async def get_item(self, conversation_id: str, item_id: str) -> JSONObject | None:
+        conversation = self._db.conversation(conversation_id)
+        position = conversation.position(item_id)
+        return None if position is None else conversation.items[position]
+
+    async def delete_item(self, conversation_id: str, item_id: str) -> StoredConversation | None:
+        conversation = self._db.conversation(conversation_id)
+        position = conversation.position(item_id)
+        if position is None:
+            return None
+        del conversation.items[position]
+        return conversation.stored(conversation_id)
+
+
 def open_memory(name: str = "memory") -> Storage:
     db = MemoryDatabase()
 
     async def close() -> None:
         db.rows.clear()
         db.jobs.clear()
+        db.conversations.clear()
 
     return Storage(
         name=name,
         responses=MemoryResponseStore(db),
         events=MemoryEventLog(db),
         jobs=MemoryJobQueue(db),
+        conversations=MemoryConversationStore(db),
         close=close,
     )

@@ -2,7 +2,8 @@
 
 Modules: `database` (the writer thread, the reader pool, the recent-event tail, the
 schema) · `rows` (the writer's heads, reading and inserting events) · `store`
-(ResponseStore) · `log` (EventLog) · `jobs` (JobQueue); opening here.
+(ResponseStore) · `log` (EventLog) · `jobs` (JobQueue) · `conversations`
+(ConversationStore); opening here.
 
 Writes go to one writer thread that group-commits: every operation queued while it
 was busy runs in one transaction. An operation that refuses (a lost
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from tether.errors import ConfigError
 from tether.storage.base import Storage
+from tether.storage.sqlite.conversations import SQLiteConversationStore
 from tether.storage.sqlite.database import RECENT_LIMIT, SQLiteDatabase
 from tether.storage.sqlite.jobs import SQLiteJobQueue
 from tether.storage.sqlite.log import SQLiteEventLog
@@ -53,5 +55,6 @@ async def open_sqlite(url: str, *, synchronous: str = "NORMAL") -> Storage:
         responses=SQLiteResponseStore(db),
         events=SQLiteEventLog(db),
         jobs=SQLiteJobQueue(db),
+        conversations=SQLiteConversationStore(db),
         close=db.close,
     )

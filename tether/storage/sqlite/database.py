@@ -69,6 +69,27 @@ MIGRATIONS = [
     );
     CREATE INDEX jobs_unclaimed ON jobs (queued_at) WHERE owner IS NULL;
     """,
+    # Conversations: their items are ordered by `position` (gaps where items were
+    # deleted). AUTOINCREMENT so that a deleted conversation's `cid` is never given
+    # to a new one: a response still running for the deleted conversation keeps its
+    # `conversation_cid` and must find nothing to add its output to.
+    """
+    CREATE TABLE conversations (
+        cid INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        metadata BLOB NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE conversation_items (
+        cid INTEGER NOT NULL,
+        position INTEGER NOT NULL,
+        id TEXT NOT NULL,
+        item BLOB NOT NULL,
+        PRIMARY KEY (cid, position)
+    ) WITHOUT ROWID;
+    CREATE INDEX conversation_items_by_id ON conversation_items (cid, id);
+    ALTER TABLE responses ADD COLUMN conversation_cid INTEGER;
+    """,
 ]
 
 RECENT_LIMIT = 2048  # events kept in memory per active response

@@ -14,8 +14,10 @@ from tether.errors import (
     response_not_found,
 )
 from tether.storage.base import (
+    ADDS_OUTPUT_TO_CONVERSATION,
     contiguous,
 )
+from tether.storage.sqlite.conversations import append_output
 from tether.storage.sqlite.database import SQLiteDatabase
 from tether.storage.sqlite.rows import events_after, insert_events, last_seq_of
 
@@ -60,6 +62,8 @@ class SQLiteEventLog:
                 )
             if finished:
                 conn.execute("DELETE FROM jobs WHERE response_id = ?", (response_id,))
+                if head.conversation is not None and events[-1].type in ADDS_OUTPUT_TO_CONVERSATION:
+                    append_output(conn, head.conversation, response_id, snapshot)
             head.last_seq, head.status = last, status
             heads.put(response_id, head)
 

@@ -15,13 +15,17 @@ from tether.storage.base import (
 
 
 class Head:
-    """What the writer thread knows of a response it writes: its row id, last event
-    and status. The writer is the file's only writer, so this is the truth."""
+    """What the writer thread knows of a response it writes: its row id, last event,
+    status and the row id of its conversation (None: it has none). The writer is the
+    file's only writer, so this is the truth."""
 
-    __slots__ = ("last_seq", "rid", "status")
+    __slots__ = ("conversation", "last_seq", "rid", "status")
 
-    def __init__(self, rid: int, last_seq: int, status: ResponseStatus) -> None:
+    def __init__(
+        self, rid: int, last_seq: int, status: ResponseStatus, conversation: int | None = None
+    ) -> None:
         self.rid, self.last_seq, self.status = rid, last_seq, status
+        self.conversation = conversation
 
 
 class Heads:
@@ -34,11 +38,11 @@ class Heads:
         head = self._heads.get(response_id)
         if head is None:
             row = conn.execute(
-                "SELECT rid, status FROM responses WHERE id = ?", (response_id,)
+                "SELECT rid, status, conversation_cid FROM responses WHERE id = ?", (response_id,)
             ).fetchone()
             if row is None:
                 return None
-            head = Head(row[0], last_seq_of(conn, row[0]), ResponseStatus(row[1]))
+            head = Head(row[0], last_seq_of(conn, row[0]), ResponseStatus(row[1]), row[2])
             if not head.status.terminal:
                 self._heads[response_id] = head
         return head

@@ -20,7 +20,9 @@ from tether.storage.base import (
     ItemPage,
     NewResponse,
     StoredResponse,
+    conversation_not_found,
 )
+from tether.storage.sqlite.conversations import append_items, check_new, conversation_rowid
 from tether.storage.sqlite.database import SQLiteDatabase
 from tether.storage.sqlite.rows import Head, current_response, insert_events
 
@@ -36,10 +38,16 @@ class SQLiteResponseStore:
         last = new.events[-1].seq
 
         def insert(conn: sqlite3.Connection) -> None:
+            cid = None
+            if new.conversation_id is not None:
+                cid = conversation_rowid(conn, new.conversation_id)
+                if cid is None:  # refuse before writing anything
+                    raise conversation_not_found(new.conversation_id, param="conversation")
+                check_new(conn, cid, new.conversation_id, new.conversation_items, "input")
             cursor = conn.execute(
                 "INSERT INTO responses (id, status, snapshot, snapshot_seq, created_at, "
-                "updated_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (new.id, new.status.value, new.snapshot, last, new.created_at, new.created_at),
+                "updated_at, conversation_cid) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (new.id, new.status.value, new.snapshot, last, new.created_at, new.created_at, cid),
             )
             rid = cursor.lastrowid
             assert rid is not None
@@ -55,7 +63,9 @@ class SQLiteResponseStore:
                 "INSERT INTO jobs (response_id, queued_at, payload) VALUES (?, ?, ?)",
                 (new.id, time.time(), new.job),
             )
-            self._db.heads.put(new.id, Head(rid, last, new.status))
+            if cid is not None:
+                append_items(conn, cid, new.conversation_items)
+            self._db.heads.put(new.id, Head(rid, last, new.status, cid))
 
         def committed(_: None) -> None:
             self._db.remember(new.id, new.events)
