@@ -12,7 +12,8 @@ import pytest
 from tests.support.mock_chat import open_streams, recorded_requests
 from tether.errors import ConfigError, ProviderError
 from tether.providers.base import Delta, Finish, GenerationRequest, TextDelta, Usage
-from tether.providers.chat import ChatProvider, _SSEReader
+from tether.providers.chat import ChatProvider
+from tether.providers.chat_stream import ChatStreamReader
 
 MakeProvider = Callable[..., ChatProvider]
 SECRET = "sk-test-very-secret-0123456789"
@@ -166,13 +167,17 @@ async def test_chat_sends_sampling_options_when_set(
     assert (body["max_tokens"], body["temperature"], body["top_p"]) == (2, 0.0, 0.5)
 
 
-async def test_chat_rejects_non_text_content_parts(make_provider: MakeProvider) -> None:
-    image = {"type": "input_image", "image_url": "https://example.com/cat.png"}
-    item = {"type": "message", "role": "user", "content": [image]}
+async def test_chat_rejects_unknown_content_parts(make_provider: MakeProvider) -> None:
+    audio = {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}}
+    item = {"type": "message", "role": "user", "content": [audio]}
 
-    _, error = await collect_until_error(make_provider("echo"), request(item))
+    deltas, error = await collect_until_error(make_provider("echo"), request(item))
 
-    assert "input_image" in error.message
+    assert deltas == []
+    assert error.code == "invalid_prompt"
+    assert error.message == (
+        "Upstream model 'tether-model' cannot take content parts of type 'input_audio'"
+    )
 
 
 # --- failures -----------------------------------------------------------------------------
@@ -328,6 +333,8 @@ async def test_chat_reads_api_key_from_environment(mock_chat_url: str) -> None:
         ({"base_url": "http://x/v1", "headers": {"a": 1}}, "'headers' must map"),
         ({"base_url": "ftp://x/v1"}, "'base_url' must be an http"),
         ({"base_url": "http://x/v1", "api_key": "k", "api_key_env": "K"}, "not both"),
+        ({"base_url": "http://x/v1", "tokenize_url": "x/tokenize"}, "'tokenize_url' must be"),
+        ({"base_url": "http://x/v1", "tokenize_url": "http://x:y/"}, "'tokenize_url' is not a"),
     ],
 )
 def test_chat_config_errors_name_model_and_key(options: dict[str, Any], fragment: str) -> None:
@@ -360,11 +367,11 @@ def test_chat_sse_reader_handles_lines_split_across_reads() -> None:
         b"data: [DONE]\n\n"
         b'data: {"choices":[{"delta":{"content":"ignored"}}]}\n\n'
     )
-    reader = _SSEReader(provider)
+    reader = ChatStreamReader(provider.error)
 
     text = ""
     for i in range(len(stream)):  # byte by byte, until [DONE], as the provider reads
-        text += "".join(reader.feed(stream[i : i + 1]))
+        text += "".join(d.text for d in reader.feed(stream[i : i + 1]) if isinstance(d, TextDelta))
         if reader.done:
             break
 
@@ -376,4 +383,4 @@ def test_chat_sse_reader_rejects_malformed_json() -> None:
     provider = ChatProvider.from_options("m", {"base_url": "http://127.0.0.1:1/v1"})
 
     with pytest.raises(ProviderError, match="malformed stream chunk"):
-        _SSEReader(provider).feed(b"data: {not json\n\n")
+        ChatStreamReader(provider.error).feed(b"data: {not json\n\n")

@@ -11,12 +11,39 @@
     no-finish      2 content chunks, then `data: [DONE]` without a finish_reason
     error-chunk    1 content chunk, then `{"error": {"message": "mock mid-stream failure"}}`
 
+Scripted models, each ending with a finish chunk, a usage chunk (with
+`prompt_tokens_details.cached_tokens` = half the prompt words and
+`completion_tokens_details.reasoning_tokens` = the reasoning chunks) and `[DONE]`:
+
+    tool-call                 one call of the request's first tool (else `get_weather`),
+                              id `call_mock0`: the name in the first chunk, the arguments
+                              `{"city": "Paris"}` in three pieces; finish `tool_calls`
+    tool-calls-parallel       two calls one after the other: `call_mock0` (first tool,
+                              Paris) and `chatcmpl-tool-mock1` (second tool, else the
+                              first, Tokyo)
+    tool-calls-headers-first  the same two calls, but both first chunks (names, ids) in
+                              one chunk before any arguments
+    reasoning-content         `reasoning_content` "Thinking hard." in two chunks (vLLM,
+                              DeepSeek), then content "Four."
+    reasoning                 the same with the `reasoning` field, Ollama-style (every
+                              chunk also has `role` and an empty `content`)
+    refusal                   `refusal` "I can't help with that." in two chunks
+    json-broken               needs `response_format` json_schema (else HTTP 400); answers
+                              `{"unexpected": "field"}`, valid JSON that breaks the schema
+
 Word streams send a role chunk, one chunk per word (each word but the last with a
 trailing space), a finish chunk (`length` if `max_tokens` cut the words, else `stop`),
-a usage chunk when `stream_options.include_usage` is set, then `data: [DONE]`.
+a usage chunk when `stream_options.include_usage` is set, then `data: [DONE]`. When the
+request has `logprobs: true`, each word chunk carries `logprobs.content` for the word
+(logprob -0.1 * (i + 1); `bytes` null for odd i, as some servers send) with
+`top_logprobs` entries: the word, then `alt1`, `alt2`, ….
 
-Every request is recorded as `{"body": …, "headers": {lower-case name: value}}`;
-`GET /_requests` lists them (newest last), `DELETE /_requests` clears them, and
+`POST /tokenize` (at the root, as on vLLM) answers `{"count", "max_model_len",
+"tokens"}`, the count being the words of the messages' text; a `model` of `status-N`
+answers HTTP N and `tokenize-no-count` an answer without `count`.
+
+Every request is recorded as `{"path": …, "body": …, "headers": {lower-case name:
+value}}`; `GET /_requests` lists them (newest last), `DELETE /_requests` clears them, and
 `GET /_streams` answers `{"open": n}`, the number of response streams still running.
 
 Run it in-process with `run_mock_chat()` (yields the base URL `http://127.0.0.1:PORT/v1`)
@@ -44,9 +71,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-_MODEL = re.compile(
-    r"(echo|no-finish|error-chunk)|(words|slow|status|status-text|drop-after)-(\d+)"
+_SCRIPTED = (
+    "tool-call",
+    "tool-calls-parallel",
+    "tool-calls-headers-first",
+    "reasoning-content",
+    "reasoning",
+    "refusal",
+    "json-broken",
 )
+_MODEL = re.compile(
+    rf"(echo|no-finish|error-chunk|{'|'.join(_SCRIPTED)})"
+    r"|(words|slow|status|status-text|drop-after)-(\d+)"
+)
+_CHAT_PATH = "/v1/chat/completions"
 
 
 class MockUpstreamDropError(Exception):
@@ -69,8 +107,7 @@ def create_app() -> Starlette:
     open_streams = [0]
 
     async def chat_completions(request: Request) -> Response:
-        body = orjson.loads(await request.body())
-        requests.append({"body": body, "headers": dict(request.headers)})
+        body = await _recorded(request, requests)
         model = str(body.get("model", ""))
         match = _MODEL.fullmatch(model)
         if match is None:
@@ -80,8 +117,21 @@ def create_app() -> Starlette:
             return _error(number, f"mock upstream error {number}")
         if kind == "status-text":
             return PlainTextResponse(f"mock upstream plain failure {number}", status_code=number)
+        format_type = (body.get("response_format") or {}).get("type")
+        if kind == "json-broken" and format_type != "json_schema":
+            return _error(400, "mock model json-broken needs response_format json_schema")
         chunks = _script(kind, number, body)
         return StreamingResponse(_tracked(chunks, open_streams), media_type="text/event-stream")
+
+    async def tokenize(request: Request) -> Response:
+        body = await _recorded(request, requests)
+        model = str(body.get("model", ""))
+        if match := re.fullmatch(r"status-(\d+)", model):
+            return _error(int(match.group(1)), f"mock tokenizer error {match.group(1)}")
+        count = sum(len(_text(m.get("content")).split()) for m in body.get("messages", []))
+        if model == "tokenize-no-count":
+            return JSONResponse({"tokens": list(range(count))})
+        return JSONResponse({"count": count, "max_model_len": 4096, "tokens": list(range(count))})
 
     async def list_requests(request: Request) -> Response:
         return JSONResponse(requests)
@@ -95,7 +145,8 @@ def create_app() -> Starlette:
 
     return Starlette(
         routes=[
-            Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+            Route(_CHAT_PATH, chat_completions, methods=["POST"]),
+            Route("/tokenize", tokenize, methods=["POST"]),
             Route("/_requests", list_requests, methods=["GET"]),
             Route("/_requests", clear_requests, methods=["DELETE"]),
             Route("/_streams", streams, methods=["GET"]),
@@ -103,13 +154,20 @@ def create_app() -> Starlette:
     )
 
 
-async def recorded_requests(base_url: str) -> list[dict[str, Any]]:
-    """The requests the mock at `base_url` (as yielded by `run_mock_chat`) received."""
+async def _recorded(request: Request, requests: list[dict[str, Any]]) -> dict[str, Any]:
+    body: dict[str, Any] = orjson.loads(await request.body())
+    requests.append({"path": request.url.path, "body": body, "headers": dict(request.headers)})
+    return body
+
+
+async def recorded_requests(base_url: str, path: str = _CHAT_PATH) -> list[dict[str, Any]]:
+    """The requests to `path` (default: chat completions) the mock at `base_url` (as
+    yielded by `run_mock_chat`) received, oldest first."""
     async with httpx.AsyncClient() as client:
         response = await client.get(f"{_root(base_url)}/_requests")
         response.raise_for_status()
         result: list[dict[str, Any]] = response.json()
-        return result
+        return [r for r in result if r["path"] == path]
 
 
 async def open_streams(base_url: str) -> int:
@@ -160,6 +218,8 @@ def _script(kind: str, number: int, body: dict[str, Any]) -> AsyncIterator[bytes
         return _drop_after(model, number)
     if kind == "no-finish":
         return _frames([_chunk(model, {"content": "w0 "}), _chunk(model, {"content": "w1"})])
+    if kind in _SCRIPTED:
+        return _scripted(kind, body)
     return _frames(  # error-chunk
         [
             _chunk(model, {"content": "w0 "}),
@@ -180,7 +240,11 @@ async def _words(
         if delay:
             await asyncio.sleep(delay)
         text = word if i == len(words) - 1 else f"{word} "
-        yield _frame(_chunk(model, {"content": text}))
+        chunk = _chunk(model, {"content": text})
+        if body.get("logprobs"):
+            top = int(body.get("top_logprobs") or 0)
+            chunk["choices"][0]["logprobs"] = _word_logprobs(text, i, top)
+        yield _frame(chunk)
     yield _frame(_chunk(model, {}, finish_reason=reason))
     if (body.get("stream_options") or {}).get("include_usage"):
         prompt = sum(len(_text(m.get("content")).split()) for m in body["messages"])
@@ -191,6 +255,75 @@ async def _words(
         }
         yield _frame({**_chunk(model, {}), "choices": [], "usage": usage})
     yield b"data: [DONE]\n\n"
+
+
+def _scripted(kind: str, body: dict[str, Any]) -> AsyncIterator[bytes]:
+    model = str(body["model"])
+    tools = [t["function"]["name"] for t in body.get("tools") or []] or ["get_weather"]
+    calls = [
+        ("call_mock0", tools[0], ['{"ci', 'ty": "Pa', 'ris"}']),
+        ("chatcmpl-tool-mock1", tools[-1], ['{"city"', ': "Tokyo"}']),
+    ]
+    deltas: list[dict[str, Any]] = [{"role": "assistant", "content": None}]
+    finish = "stop"
+    if kind == "tool-call":
+        deltas += _call_deltas(0, *calls[0])
+        finish = "tool_calls"
+    elif kind == "tool-calls-parallel":
+        deltas += _call_deltas(0, *calls[0]) + _call_deltas(1, *calls[1])
+        finish = "tool_calls"
+    elif kind == "tool-calls-headers-first":
+        first, second = _call_deltas(0, *calls[0]), _call_deltas(1, *calls[1])
+        deltas.append({"tool_calls": first[0]["tool_calls"] + second[0]["tool_calls"]})
+        deltas += first[1:] + second[1:]
+        finish = "tool_calls"
+    elif kind == "reasoning-content":
+        deltas += [{"reasoning_content": "Thinking "}, {"reasoning_content": "hard."}]
+        deltas += [{"content": "Four"}, {"content": "."}]
+    elif kind == "reasoning":
+        empty = {"role": "assistant", "content": ""}
+        deltas = [{**empty, "reasoning": "Thinking "}, {**empty, "reasoning": "hard."}]
+        deltas += [{**empty, "content": "Four"}, {**empty, "content": "."}]
+    elif kind == "refusal":
+        deltas += [{"refusal": "I can't "}, {"refusal": "help with that."}]
+    else:  # json-broken
+        deltas += [{"content": '{"unexpected": '}, {"content": '"field"}'}]
+    events = [_chunk(model, delta) for delta in deltas]
+    events.append(_chunk(model, {}, finish_reason=finish))
+    reasoning = sum(1 for d in deltas if d.get("reasoning") or d.get("reasoning_content"))
+    prompt = sum(len(_text(m.get("content")).split()) for m in body["messages"])
+    usage = {
+        "prompt_tokens": prompt,
+        "completion_tokens": len(deltas),
+        "total_tokens": prompt + len(deltas),
+        "prompt_tokens_details": {"cached_tokens": prompt // 2},
+        "completion_tokens_details": {"reasoning_tokens": reasoning},
+    }
+    events.append({**_chunk(model, {}), "choices": [], "usage": usage})
+    return _frames(events)
+
+
+def _call_deltas(index: int, call_id: str, name: str, pieces: list[str]) -> list[dict[str, Any]]:
+    """The chunks of one streamed tool call: id, name and empty arguments first."""
+    function = {"name": name, "arguments": ""}
+    first = {"index": index, "id": call_id, "type": "function", "function": function}
+    rest = [{"index": index, "function": {"arguments": piece}} for piece in pieces]
+    return [{"tool_calls": [first]}] + [{"tool_calls": [piece]} for piece in rest]
+
+
+def _word_logprobs(word: str, i: int, top: int) -> dict[str, Any]:
+    logprob = -0.1 * (i + 1)
+    alternatives = [(f"alt{k}", logprob - k) for k in range(1, top)]
+    entry = {
+        "token": word,
+        "logprob": logprob,
+        "bytes": None if i % 2 else list(word.encode()),
+        "top_logprobs": [
+            {"token": token, "logprob": value, "bytes": list(token.encode())}
+            for token, value in [(word, logprob), *alternatives][:top]
+        ],
+    }
+    return {"content": [entry], "refusal": None}
 
 
 async def _drop_after(model: str, count: int) -> AsyncIterator[bytes]:

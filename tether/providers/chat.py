@@ -1,41 +1,45 @@
 """The `chat` provider: any OpenAI-compatible Chat Completions upstream.
 
-Works with vLLM, Ollama, llama.cpp server, LM Studio and OpenAI itself. One
-`GenerationRequest` becomes one streaming `POST {base_url}/chat/completions`:
+Works with vLLM, Ollama, llama.cpp server, LM Studio, SGLang and OpenAI itself. One
+`GenerationRequest` becomes one streaming `POST {base_url}/chat/completions`; the body
+is built by `tether.providers.chat_messages` (messages, images, files, function calls
+and their outputs, tools, JSON output formats, reasoning effort, logprobs; earlier
+reasoning items are left out: Chat Completions has no field for them), and the SSE
+answer is read by `tether.providers.chat_stream` into text, reasoning, refusal and
+tool-call deltas. Then come `Usage` (if the upstream sent it) and one `Finish`
+(`stop`, `length` or `content_filter`; `tool_calls` and any other reason count as
+`stop`).
 
-- `instructions` become a first `system` message; every input message becomes
-  `{"role", "content"}` with `developer` sent as `system` and the content the
-  concatenated text of its text parts. Other parts or item types raise `ProviderError`.
-- `max_tokens`, `temperature` and `top_p` are sent only when set.
-- The SSE answer is parsed as it arrives, one JSON object per `data:` line, until
-  `data: [DONE]` or the end of the body. Each upstream chunk with text becomes one
-  `TextDelta` (one event for the client, as the upstream streamed it); then come
-  `Usage` (if the upstream sent it) and one
-  `Finish` (`stop`, `length` or `content_filter`; any other reason counts as `stop`).
+Every failure is a `ProviderError` whose message names the Tether model: input the
+upstream cannot take (`code="invalid_prompt"`), an HTTP status >= 400
+(`rate_limit_exceeded` for 429, else `server_error`; `status` set), an unreachable
+upstream, a timeout, a connection dropped mid-stream, an `error` chunk, malformed JSON,
+or a stream that ends without a finish reason. The HTTP client is
+`tether.providers.http` (lean, keep-alive); none of its exceptions escape. The API key
+is sent as `Authorization: Bearer …` and never appears in a message or a repr.
 
-Every failure is a `ProviderError` whose message names the Tether model: an HTTP
-status >= 400 (`code="rate_limit_exceeded"` for 429, else `server_error`; `status` set),
-an unreachable upstream, a timeout, a connection dropped mid-stream, an `error` chunk,
-malformed JSON, or a stream that ends without a finish reason. The HTTP client is
-`tether.providers.http` (lean, keep-alive); none of its exceptions escape. The API
-key is sent as `Authorization: Bearer …` and never appears in a message or a repr.
+With the option `tokenize_url` (vLLM: `http://HOST:PORT/tokenize`), the provider also
+counts input tokens with the model's own tokenizer (`TokenCounter`): it posts
+`{"model", "messages", "tools"?}` there and reads `count` from the answer.
 
-Sections: options (`ChatConfig`), the provider, the request body, the SSE reader.
+Sections: options (`ChatConfig`), the provider, token counting, error bodies.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
 from tether.domain.types import JSONObject
 from tether.errors import ConfigError, ProviderError
-from tether.providers.base import Delta, Finish, FinishReason, GenerationRequest, TextDelta, Usage
+from tether.providers.base import Delta, Finish, FinishReason, GenerationRequest
+from tether.providers.chat_messages import chat_body, chat_messages, chat_tools
+from tether.providers.chat_stream import ChatStreamReader
 from tether.providers.http import (
     ConnectFailed,
     HTTPClient,
@@ -44,6 +48,9 @@ from tether.providers.http import (
     UpstreamHTTPError,
 )
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
 _OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "base_url": (str,),
     "api_key": (str,),
@@ -51,16 +58,18 @@ _OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "upstream_model": (str,),
     "timeout_seconds": (int, float),
     "headers": (dict,),
+    "tokenize_url": (str,),
 }
 _CONNECT_TIMEOUT = 10.0
 _ERROR_BODY_LIMIT = 64 * 1024
-_MAX_LINE = 8 * 1024 * 1024
+_TOKENIZE_BODY_LIMIT = 32 * 1024 * 1024  # vLLM answers every token id, not only the count
 _MIN_REDACTED_KEY = 8
-_TEXT_PARTS = frozenset({"input_text", "output_text", "text"})
 _FINISH_REASONS: dict[str, FinishReason] = {
     "stop": "stop",
     "length": "length",
     "content_filter": "content_filter",
+    "tool_calls": "stop",
+    "function_call": "stop",
 }
 
 
@@ -77,6 +86,7 @@ class ChatConfig:
     api_key: str | None = field(default=None, repr=False)
     timeout_seconds: float = 600.0
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    tokenize_url: str | None = None
 
     @classmethod
     def from_options(
@@ -101,13 +111,10 @@ class ChatConfig:
             raise ConfigError(
                 f"{where}: option 'base_url' is required, e.g. 'http://127.0.0.1:8000/v1'."
             )
-        try:
-            url = urlsplit(base_url)
-            url.port  # noqa: B018 - raises ValueError for a bad port
-        except ValueError as exc:
-            raise ConfigError(f"{where}: option 'base_url' is not a valid URL ({exc}).") from None
-        if url.scheme not in ("http", "https") or not url.hostname:
-            raise ConfigError(f"{where}: option 'base_url' must be an http:// or https:// URL.")
+        _check_url(where, "base_url", base_url)
+        tokenize_url = options.get("tokenize_url")
+        if tokenize_url is not None:
+            _check_url(where, "tokenize_url", tokenize_url)
         timeout = float(options.get("timeout_seconds", 600.0))
         if timeout <= 0:
             raise ConfigError(f"{where}: option 'timeout_seconds' must be positive.")
@@ -121,7 +128,18 @@ class ChatConfig:
             api_key=_api_key(where, options, os.environ if environ is None else environ),
             timeout_seconds=timeout,
             headers=dict(headers),
+            tokenize_url=tokenize_url,
         )
+
+
+def _check_url(where: str, key: str, value: str) -> None:
+    try:
+        url = urlsplit(value)
+        url.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        raise ConfigError(f"{where}: option '{key}' is not a valid URL ({exc}).") from None
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise ConfigError(f"{where}: option '{key}' must be an http:// or https:// URL.")
 
 
 def _api_key(where: str, options: Mapping[str, Any], environ: Mapping[str, str]) -> str | None:
@@ -144,23 +162,14 @@ def _api_key(where: str, options: Mapping[str, Any], environ: Mapping[str, str])
 
 
 class ChatProvider:
-    """A `ModelProvider` over one Chat Completions upstream, with one pooled client."""
+    """A `ModelProvider` over one Chat Completions upstream, with one pooled client.
+
+    Built from options with a `tokenize_url`, it is a `TokenizingChatProvider`, which
+    can also count tokens."""
 
     def __init__(self, config: ChatConfig) -> None:
         self.config = config
-        headers = {
-            **config.headers,
-            "accept": "text/event-stream",
-            "content-type": "application/json",
-        }
-        if config.api_key:
-            headers["authorization"] = f"Bearer {config.api_key}"
-        self._client = HTTPClient(
-            config.base_url,
-            headers,
-            connect_timeout=min(_CONNECT_TIMEOUT, config.timeout_seconds),
-            read_timeout=config.timeout_seconds,
-        )
+        self._client = self._http_client(config.base_url, "text/event-stream")
 
     @classmethod
     def from_options(
@@ -171,19 +180,22 @@ class ChatProvider:
         environ: Mapping[str, str] | None = None,
     ) -> ChatProvider:
         """Build from `[[models]]` options; raises `ConfigError` if they are wrong."""
-        return cls(ChatConfig.from_options(model_name, options, environ=environ))
+        config = ChatConfig.from_options(model_name, options, environ=environ)
+        if config.tokenize_url:
+            return TokenizingChatProvider(config)
+        return cls(config)
 
     def __repr__(self) -> str:
         c = self.config
-        return f"ChatProvider({c.model_name!r} → {c.upstream_model!r} at {c.base_url})"
+        return f"{type(self).__name__}({c.model_name!r} → {c.upstream_model!r} at {c.base_url})"
 
     async def aclose(self) -> None:
         await self._client.aclose()
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
         """Generate via the upstream; raises `ProviderError` on any failure, also mid-stream."""
-        body = orjson.dumps(self._body(request))
-        reader = _SSEReader(self)
+        body = orjson.dumps(self._mapped(chat_body, request, self.config.upstream_model))
+        reader = ChatStreamReader(self.error)
         started = False
         try:
             async with self._client.post("/chat/completions", body) as response:
@@ -191,19 +203,21 @@ class ChatProvider:
                 if response.status >= 400:
                     raise await self._status_error(response)
                 async for chunk in response.chunks():
-                    for text in reader.feed(chunk):
-                        yield TextDelta(text)
+                    for delta in reader.feed(chunk):
+                        yield delta
                     if reader.done:
                         break
                 else:
-                    for text in reader.feed(b"\n"):  # a last line without its newline
-                        yield TextDelta(text)
+                    for delta in reader.feed(b"\n"):  # a last line without its newline
+                        yield delta
         except UpstreamHTTPError as exc:
             raise self._transport_error(exc, started=started) from None
         if reader.finish_reason is None:
             raise self.error(
                 "failed: upstream closed the stream before finishing (no finish_reason)"
             )
+        for delta in reader.close():
+            yield delta
         if reader.usage is not None:
             yield reader.usage
         yield Finish(_FINISH_REASONS.get(reader.finish_reason, "stop"))
@@ -219,6 +233,30 @@ class ChatProvider:
             detail = detail.replace(key, "***")
         return ProviderError(
             f"Upstream model '{self.config.model_name}' {detail}", code=code, status=status
+        )
+
+    def _mapped(self, build: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """`build(…)`, a mapping of the request, its errors named after this model."""
+        try:
+            return build(*args, **kwargs)
+        except ProviderError as exc:
+            raise self.error(exc.message, code=exc.code) from None
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise self.error(
+                f"cannot take a malformed input item or setting ({type(exc).__name__}: {exc})",
+                code="invalid_prompt",
+            ) from None
+
+    def _http_client(self, url: str, accept: str) -> HTTPClient:
+        config = self.config
+        headers = {**config.headers, "accept": accept, "content-type": "application/json"}
+        if config.api_key:
+            headers["authorization"] = f"Bearer {config.api_key}"
+        return HTTPClient(
+            url,
+            headers,
+            connect_timeout=min(_CONNECT_TIMEOUT, config.timeout_seconds),
+            read_timeout=config.timeout_seconds,
         )
 
     async def _status_error(self, response: StreamingResponse) -> ProviderError:
@@ -240,46 +278,63 @@ class ChatProvider:
             return self.error(f"{at} dropped the connection mid-stream: {exc}")
         return self.error(f"could not be reached {at}: {exc}")
 
-    # --- the request body --------------------------------------------------------------
 
-    def _body(self, request: GenerationRequest) -> JSONObject:
-        messages: list[JSONObject] = []
-        if request.instructions:
-            messages.append({"role": "system", "content": request.instructions})
-        messages.extend(self._message(item) for item in request.input_items)
+# --- token counting --------------------------------------------------------------------
+
+
+class TokenizingChatProvider(ChatProvider):
+    """A `ChatProvider` that is also a `TokenCounter`, through the upstream's tokenize
+    endpoint (`tokenize_url`, e.g. vLLM's `POST /tokenize`)."""
+
+    def __init__(self, config: ChatConfig) -> None:
+        super().__init__(config)
+        if not config.tokenize_url:
+            raise ConfigError(f"Model '{config.model_name}' (provider 'chat') has no tokenize_url.")
+        url = urlsplit(config.tokenize_url)
+        self._tokenize_path = (url.path or "/") + (f"?{url.query}" if url.query else "")
+        self._tokenize_at = f"at {_without_userinfo(config.tokenize_url)}"
+        origin = urlunsplit((url.scheme, url.netloc, "", "", ""))
+        self._tokenizer = self._http_client(origin, "application/json")
+
+    async def aclose(self) -> None:
+        await self._tokenizer.aclose()
+        await super().aclose()
+
+    async def count_tokens(self, request: GenerationRequest) -> int:
+        """The input tokens of `request` (chat template included) as the upstream's
+        tokenizer counts them; raises `ProviderError` if it cannot."""
         body: JSONObject = {
             "model": self.config.upstream_model,
-            "messages": messages,
-            "stream": True,
-            "stream_options": {"include_usage": True},
+            "messages": self._mapped(chat_messages, request),
         }
-        if request.max_output_tokens is not None:
-            body["max_tokens"] = request.max_output_tokens
-        if request.temperature is not None:
-            body["temperature"] = request.temperature
-        if request.top_p is not None:
-            body["top_p"] = request.top_p
-        return body
-
-    def _message(self, item: JSONObject) -> JSONObject:
-        item_type = item.get("type", "message")
-        if item_type != "message":
+        if request.tools:
+            body["tools"] = self._mapped(chat_tools, request.tools)
+        at = self._tokenize_at
+        try:
+            async with self._tokenizer.post(self._tokenize_path, orjson.dumps(body)) as response:
+                raw = await response.read(_TOKENIZE_BODY_LIMIT)
+                status = response.status
+        except UpstreamHTTPError as exc:
+            raise self.error(f"could not count tokens: tokenizer {at} failed: {exc}") from None
+        if status >= 400:
+            message = _error_message(raw)
             raise self.error(
-                f"cannot take input items of type '{item_type}'", code="invalid_prompt"
+                f"could not count tokens: tokenizer {at} returned HTTP {status}: {message}",
+                status=status,
             )
-        content = item.get("content", [])
-        if isinstance(content, str):
-            text = content
-        else:
-            for part in content:
-                if part.get("type") not in _TEXT_PARTS:
-                    raise self.error(
-                        f"cannot take content parts of type '{part.get('type')}'; only text",
-                        code="invalid_prompt",
-                    )
-            text = "".join(part.get("text", "") for part in content)
-        role = item["role"]
-        return {"role": "system" if role == "developer" else role, "content": text}
+        try:
+            count = orjson.loads(raw)["count"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            count = None
+        if not isinstance(count, int) or isinstance(count, bool):
+            detail = raw[:200].decode("utf-8", errors="replace")
+            raise self.error(
+                f"could not count tokens: tokenizer {at} answered without a 'count': {detail}"
+            )
+        return count
+
+
+# --- error bodies ----------------------------------------------------------------------
 
 
 def _error_message(raw: bytes) -> str:
@@ -296,77 +351,6 @@ def _error_message(raw: bytes) -> str:
             return error
     text = raw.decode("utf-8", errors="replace").strip()[:500]
     return text or "(empty body)"
-
-
-# --- the SSE reader ----------------------------------------------------------------------
-
-
-class _SSEReader:
-    """Turns the bytes of a Chat Completions SSE stream into text; remembers the finish
-    reason and usage. This is the per-token hot path: one call per network read."""
-
-    __slots__ = ("_buffer", "_provider", "done", "finish_reason", "usage")
-
-    def __init__(self, provider: ChatProvider) -> None:
-        self._provider = provider
-        self._buffer = b""
-        self.done = False
-        self.finish_reason: str | None = None
-        self.usage: Usage | None = None
-
-    def feed(self, chunk: bytes) -> list[str]:
-        """The texts of the complete `data:` lines so far, one per upstream chunk (empty
-        ones left out); sets `done` at `data: [DONE]`."""
-        if self.done:
-            return []
-        if self._buffer:
-            chunk = self._buffer + chunk
-        lines = chunk.splitlines()
-        if chunk.endswith((b"\n", b"\r")):
-            self._buffer = b""
-        elif lines:
-            self._buffer = lines.pop()
-            if len(self._buffer) > _MAX_LINE:
-                raise self._provider.error(f"sent an SSE line longer than {_MAX_LINE} bytes")
-        texts: list[str] = []
-        for line in lines:
-            # Comments, `event:`, `id:` and blank lines carry nothing for us.
-            if not line.startswith(b"data:"):
-                continue
-            data = line[5:].strip()
-            if data == b"[DONE]":
-                self.done = True
-                break
-            if text := self._event(data):
-                texts.append(text)
-        return texts
-
-    def _event(self, data: bytes) -> str:
-        try:
-            event = orjson.loads(data)
-            if error := event.get("error"):
-                message = error.get("message") if isinstance(error, dict) else error
-                raise self._provider.error(f"failed mid-stream: {message}")
-            text = ""
-            if choices := event.get("choices"):
-                choice = choices[0]
-                if delta := choice.get("delta"):
-                    text = delta.get("content") or ""
-                if (reason := choice.get("finish_reason")) is not None:
-                    self.finish_reason = reason
-            if usage := event.get("usage"):
-                details = usage.get("completion_tokens_details") or {}
-                self.usage = Usage(
-                    int(usage.get("prompt_tokens") or 0),
-                    int(usage.get("completion_tokens") or 0),
-                    int(details.get("reasoning_tokens") or 0),
-                )
-        except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
-            detail = data[:200].decode("utf-8", errors="replace")
-            raise self._provider.error(f"sent a malformed stream chunk ({exc}): {detail}") from None
-        if not isinstance(text, str):
-            raise self._provider.error("sent a non-string delta content")
-        return text
 
 
 def _without_userinfo(url: str) -> str:
