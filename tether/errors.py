@@ -61,6 +61,13 @@ class ConflictError(APIError):
     error_type = "invalid_request_error"
 
 
+class UpstreamError(APIError):
+    """The model's upstream failed a request Tether answers synchronously (502)."""
+
+    status_code = 502
+    error_type = "server_error"
+
+
 class ConfigError(TetherError):
     """Settings or the models file are wrong; the message says what to change."""
 

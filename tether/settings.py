@@ -103,7 +103,15 @@ def read_config_file(path: Path) -> tuple[dict[str, Any], tuple[ModelConfig, ...
             raise ConfigError(
                 f"Config file {path}: every [[models]] needs a 'name' and a 'provider'"
             )
-        models.append(ModelConfig(name, provider, entry))
+        window = entry.pop("context_window", None)
+        if window is not None and (
+            not isinstance(window, int) or isinstance(window, bool) or window <= 0
+        ):
+            raise ConfigError(
+                f"Config file {path}: model {name!r}: 'context_window' must be a positive "
+                "number of tokens"
+            )
+        models.append(ModelConfig(name, provider, entry, window))
     return server, tuple(models)
 
 

@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tether.api import responses
+from tether.api import conversations, responses
 from tether.api.context import Context, context
 from tether.errors import APIError
 from tether.jobs.worker import Worker
@@ -115,6 +115,7 @@ def create_app(settings: Settings) -> Starlette:
     app = Starlette(
         routes=[
             *responses.routes,
+            *conversations.routes,
             Route("/v1/models", list_models, methods=["GET"]),
             Route("/healthz", health, methods=["GET"]),
         ],

@@ -28,13 +28,15 @@ from tether.api.schemas import (
     parse_retrieve_query,
 )
 from tether.api.sse import EventStream
+from tether.api.turns import build_turn
 from tether.domain import events as ev
 from tether.domain.ids import response_id as new_response_id
 from tether.domain.response import ResponseStatus, build_response
 from tether.domain.types import JSONObject
-from tether.errors import InvalidRequestError, response_not_found
+from tether.errors import InvalidRequestError, ProviderError, UpstreamError, response_not_found
 from tether.jobs.runner import payload_from_request
 from tether.providers.base import GenerationRequest
+from tether.providers.tokens import count_tokens
 from tether.storage.base import NewResponse, Storage, StoredResponse
 from tether.streaming.tail import tail
 
@@ -50,19 +52,27 @@ def json_response(body: bytes, status: int = 200) -> Response:
 
 async def create_response(request: Request) -> ASGIApp:
     ctx = context(request)
-    params = parse_create_request(await request.body(), known_models=ctx.providers)
+    params = parse_create_request(
+        await request.body(),
+        known_models=ctx.providers,
+        hosted_tools=ctx.providers.hosted_tools,
+    )
+    turn = await build_turn(ctx, params)
     storage = ctx.storage if params.store else ctx.memory
     snapshot, events = _new_response(params)
     response_id = snapshot["id"]
+    generation = _generation_request(params, turn.input_items)
     await storage.responses.create(
         NewResponse(
             id=response_id,
             snapshot=orjson.dumps(snapshot),
             status=ResponseStatus(snapshot["status"]),
-            input_items=params.input_items,
+            input_items=turn.input_items,
             events=events,
             created_at=time.time(),
-            job=payload_from_request(_generation_request(params), start=(snapshot, events[-1].seq)),
+            job=payload_from_request(generation, start=(snapshot, events[-1].seq)),
+            conversation_id=params.conversation_id,
+            conversation_items=turn.new_items if params.conversation_id else [],
         )
     )
     if params.background and not params.stream:
@@ -96,14 +106,23 @@ def _snapshot_of(event: ev.StoredEvent) -> bytes:
     return orjson.dumps(orjson.loads(event.data)["response"])
 
 
-def _generation_request(params: CreateRequest) -> GenerationRequest:
+def _generation_request(params: CreateRequest, items: list[JSONObject]) -> GenerationRequest:
     return GenerationRequest(
         model=params.model,
-        input_items=params.input_items,
+        input_items=items,
         instructions=params.instructions,
         max_output_tokens=params.max_output_tokens,
         temperature=params.temperature,
         top_p=params.top_p,
+        tools=params.tools,
+        tool_choice=params.tool_choice,
+        parallel_tool_calls=params.parallel_tool_calls,
+        max_tool_calls=params.max_tool_calls,
+        text_format=params.text_format,
+        reasoning=params.reasoning,
+        top_logprobs=params.top_logprobs,
+        include=params.include,
+        extra=params.extra,
     )
 
 
@@ -235,7 +254,27 @@ async def list_input_items(request: Request) -> Response:
     return json_response(orjson.dumps(body))
 
 
+async def count_input_tokens(request: Request) -> Response:
+    """`POST /v1/responses/input_tokens`: the tokens the input of such a create would
+    take — by the model's tokenizer when its provider can count, else estimated."""
+    ctx = context(request)
+    params = parse_create_request(
+        await request.body(),
+        known_models=ctx.providers,
+        hosted_tools=ctx.providers.hosted_tools,
+    )
+    turn = await build_turn(ctx, params, fit=False)
+    provider = ctx.providers.get(params.model)
+    try:
+        tokens = await count_tokens(provider, _generation_request(params, turn.input_items))
+    except ProviderError as exc:
+        raise UpstreamError(exc.message) from exc
+    body = {"object": "response.input_tokens", "input_tokens": tokens}
+    return json_response(orjson.dumps(body))
+
+
 routes = [
+    Route("/v1/responses/input_tokens", count_input_tokens, methods=["POST"]),
     Route("/v1/responses", create_response, methods=["POST"]),
     Route("/v1/responses/{response_id}", retrieve_response, methods=["GET"]),
     Route("/v1/responses/{response_id}", delete_response, methods=["DELETE"]),

@@ -18,14 +18,20 @@ from tether.providers.base import ModelProvider
 BUILTIN = {
     "fake": "tether.providers.fake:FakeProvider",
     "chat": "tether.providers.chat:ChatProvider",
+    "responses": "tether.providers.responses:ResponsesProvider",
 }
 
 
 @dataclass(frozen=True)
 class ModelConfig:
+    """One `[[models]]` entry. `context_window` (tokens) lets Tether check and, with
+    `truncation: "auto"`, trim the input before it reaches the model; `options` go to
+    the provider."""
+
     name: str
     provider: str
     options: Mapping[str, Any] = field(default_factory=dict)
+    context_window: int | None = None
 
 
 DEFAULT_MODELS = (ModelConfig("fake", "fake"),)
@@ -45,8 +51,13 @@ def import_provider(spec: str) -> Any:
 
 
 class ProviderRegistry:
-    def __init__(self, providers: Mapping[str, ModelProvider]) -> None:
+    def __init__(
+        self,
+        providers: Mapping[str, ModelProvider],
+        configs: Mapping[str, ModelConfig] | None = None,
+    ) -> None:
         self._providers = dict(providers)
+        self._configs = dict(configs or {})
 
     def __repr__(self) -> str:
         return f"<ProviderRegistry models={sorted(self._providers)}>"
@@ -59,7 +70,7 @@ class ProviderRegistry:
                 raise ConfigError(f"Model {model.name!r} is configured twice")
             provider_class = import_provider(model.provider)
             providers[model.name] = provider_class.from_options(model.name, model.options)
-        return cls(providers)
+        return cls(providers, {model.name: model for model in models})
 
     def __contains__(self, name: object) -> bool:
         return name in self._providers
@@ -69,6 +80,19 @@ class ProviderRegistry:
 
     def get(self, name: str) -> ModelProvider:
         return self._providers[name]
+
+    def context_window(self, name: str) -> int | None:
+        config = self._configs.get(name)
+        return None if config is None else config.context_window
+
+    @property
+    def hosted_tools(self) -> frozenset[str]:
+        """Models whose provider passes hosted tools (web_search, mcp, …) to its upstream."""
+        return frozenset(
+            name
+            for name, provider in self._providers.items()
+            if getattr(provider, "passes_hosted_tools", False)
+        )
 
     async def aclose(self) -> None:
         for provider in self._providers.values():
