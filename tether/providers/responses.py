@@ -1,0 +1,328 @@
+"""The `responses` provider: any Responses API upstream (OpenAI, Azure OpenAI's v1
+endpoint, vLLM, Ollama, another Tether).
+
+Tether keeps the state: every turn is one streaming `POST {base_url}/responses` with
+`stream: true`, `store: false` (the `upstream_store` option turns it on) and the whole
+context as `input`, so `previous_response_id`, resume and cancel work the same whether
+or not the upstream stores anything. The upstream's events become deltas (see
+`tether.providers.responses_stream`); the runner turns them into Tether's own events,
+with Tether's ids and sequence numbers.
+
+The input items are Tether's normalized items, whose ids (`msg_…`, `fc_…`) the
+upstream has never seen; one that does not store answers 404 for an id it does not
+know. So:
+- `message`, `function_call` and `function_call_output` items are sent without
+  their `id` and `status` (both optional on input; some upstreams reject `status`);
+- `reasoning` items are sent only when they carry `encrypted_content` (keeping their
+  `id`, which the input type requires; the upstream reads the encrypted content, it
+  does not look the id up): without it they mean nothing to a model that did not
+  write them, and a stateless upstream cannot resolve them;
+- items of any other type (hosted tool calls, as an earlier turn's upstream gave them)
+  are sent as they are; so are hosted tools in `tools` (`passes_hosted_tools`).
+
+The request takes `instructions`, `max_output_tokens`, `temperature`, `top_p`, the
+function `tools` with `tool_choice` and `parallel_tool_calls`, `max_tool_calls`,
+`text.format`, `reasoning`, `top_logprobs`, `include` and the `extra` settings
+(`user`, `safety_identifier`, `prompt_cache_key`, `service_tier`, `metadata`), each
+only when set. `count_tokens` asks `POST {base_url}/responses/input_tokens` (the keys
+that endpoint takes: model, input, instructions, tools, tool choice, text, reasoning).
+
+Every failure is a `ProviderError` whose message names the Tether model, with the
+same HTTP and transport mapping as the `chat` provider (429 → `rate_limit_exceeded`,
+else `server_error`); the API key never appears in a message or a repr.
+
+Sections: options (`ResponsesConfig`), the provider, the request body.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+
+from tether.domain.types import JSONObject
+from tether.errors import ConfigError, ProviderError
+from tether.providers.base import Delta, Finish, GenerationRequest
+from tether.providers.chat import _api_key, _error_message, _without_userinfo
+from tether.providers.http import (
+    ConnectFailed,
+    HTTPClient,
+    ReadTimedOut,
+    StreamingResponse,
+    UpstreamHTTPError,
+)
+from tether.providers.responses_stream import ResponsesStreamReader
+
+_OPTION_TYPES: dict[str, tuple[type, ...]] = {
+    "base_url": (str,),
+    "api_key": (str,),
+    "api_key_env": (str,),
+    "upstream_model": (str,),
+    "timeout_seconds": (int, float),
+    "headers": (dict,),
+    "upstream_store": (bool,),
+}
+_CONNECT_TIMEOUT = 10.0
+_ERROR_BODY_LIMIT = 64 * 1024
+_MIN_REDACTED_KEY = 8
+_EXTRA_KEYS = ("user", "safety_identifier", "prompt_cache_key", "service_tier", "metadata")
+_WITHOUT_IDS = frozenset({"message", "function_call", "function_call_output"})
+
+
+# --- options ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ResponsesConfig:
+    """The parsed `[[models]]` options of one `responses` model."""
+
+    model_name: str
+    base_url: str
+    upstream_model: str
+    api_key: str | None = field(default=None, repr=False)
+    timeout_seconds: float = 600.0
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    upstream_store: bool = False
+
+    @classmethod
+    def from_options(
+        cls,
+        model_name: str,
+        options: Mapping[str, Any],
+        *,
+        environ: Mapping[str, str] | None = None,
+    ) -> ResponsesConfig:
+        """Parse the options; raises `ConfigError` naming the model and the bad key."""
+        where = f"Model '{model_name}' (provider 'responses')"
+        for key, value in options.items():
+            if key not in _OPTION_TYPES:
+                known = ", ".join(sorted(_OPTION_TYPES))
+                raise ConfigError(f"{where}: unknown option '{key}'; known options: {known}.")
+            types = _OPTION_TYPES[key]
+            if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+                kind = {"timeout_seconds": "a number", "upstream_store": "true or false"}.get(
+                    key, types[0].__name__
+                )
+                raise ConfigError(f"{where}: option '{key}' must be {kind}.")
+        base_url = options.get("base_url")
+        if not base_url:
+            raise ConfigError(
+                f"{where}: option 'base_url' is required, e.g. 'https://api.openai.com/v1'."
+            )
+        try:
+            url = urlsplit(base_url)
+            url.port  # noqa: B018 - raises ValueError for a bad port
+        except ValueError as exc:
+            raise ConfigError(f"{where}: option 'base_url' is not a valid URL ({exc}).") from None
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ConfigError(f"{where}: option 'base_url' must be an http:// or https:// URL.")
+        if url.query:
+            raise ConfigError(
+                f"{where}: option 'base_url' must not have a query string; for Azure OpenAI"
+                " use the v1 endpoint 'https://RESOURCE.openai.azure.com/openai/v1'."
+            )
+        timeout = float(options.get("timeout_seconds", 600.0))
+        if timeout <= 0:
+            raise ConfigError(f"{where}: option 'timeout_seconds' must be positive.")
+        headers = options.get("headers", {})
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
+            raise ConfigError(f"{where}: option 'headers' must map header names to strings.")
+        return cls(
+            model_name=model_name,
+            base_url=base_url.rstrip("/"),
+            upstream_model=options.get("upstream_model") or model_name,
+            api_key=_api_key(where, options, os.environ if environ is None else environ),
+            timeout_seconds=timeout,
+            headers=dict(headers),
+            upstream_store=options.get("upstream_store", False),
+        )
+
+
+# --- the provider ----------------------------------------------------------------------
+
+
+class ResponsesProvider:
+    """A `ModelProvider` (and `TokenCounter`) over one Responses API upstream, with one
+    pooled client."""
+
+    # Hosted tools (web_search, mcp, …) and their items go to the upstream as they are.
+    passes_hosted_tools = True
+
+    def __init__(self, config: ResponsesConfig) -> None:
+        self.config = config
+        headers = {
+            **config.headers,
+            "accept": "text/event-stream, application/json",
+            "content-type": "application/json",
+        }
+        if config.api_key:
+            headers["authorization"] = f"Bearer {config.api_key}"
+        self._client = HTTPClient(
+            config.base_url,
+            headers,
+            connect_timeout=min(_CONNECT_TIMEOUT, config.timeout_seconds),
+            read_timeout=config.timeout_seconds,
+        )
+
+    @classmethod
+    def from_options(
+        cls,
+        model_name: str,
+        options: Mapping[str, Any],
+        *,
+        environ: Mapping[str, str] | None = None,
+    ) -> ResponsesProvider:
+        """Build from `[[models]]` options; raises `ConfigError` if they are wrong."""
+        return cls(ResponsesConfig.from_options(model_name, options, environ=environ))
+
+    def __repr__(self) -> str:
+        c = self.config
+        return f"ResponsesProvider({c.model_name!r} → {c.upstream_model!r} at {c.base_url})"
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+        """Generate via the upstream; raises `ProviderError` on any failure, also mid-stream
+        (after yielding the deltas that came before it)."""
+        body = orjson.dumps(self._body(request))
+        reader = ResponsesStreamReader(self.error)
+        started = False
+        try:
+            async with self._client.post("/responses", body) as response:
+                started = True
+                if response.status >= 400:
+                    raise await self._status_error(response)
+                async for chunk in response.chunks():
+                    for delta in reader.feed(chunk):
+                        yield delta
+                    if reader.done:
+                        break
+                else:
+                    for delta in reader.feed(b"\n"):  # a last line without its newline
+                        yield delta
+        except UpstreamHTTPError as exc:
+            raise self._transport_error(exc, started=started) from None
+        if reader.failure is not None:
+            raise reader.failure
+        if reader.finish is None:
+            raise self.error(
+                "failed: upstream closed the stream before finishing (no response.completed,"
+                " response.incomplete or response.failed event)"
+            )
+        if reader.usage is not None:
+            yield reader.usage
+        yield Finish(reader.finish)
+
+    async def count_tokens(self, request: GenerationRequest) -> int:
+        """The upstream's count of the request's input tokens; raises `ProviderError` when
+        the upstream cannot count (e.g. vLLM and Ollama have no such endpoint)."""
+        body = orjson.dumps(self._count_body(request))
+        started = False
+        try:
+            async with self._client.post("/responses/input_tokens", body) as response:
+                started = True
+                if response.status in (404, 405):
+                    message = _error_message(await response.read(_ERROR_BODY_LIMIT))
+                    raise self.error(
+                        "cannot count input tokens: POST /responses/input_tokens answered"
+                        f" HTTP {response.status}: {message}",
+                        status=response.status,
+                    )
+                if response.status >= 400:
+                    raise await self._status_error(response)
+                raw = await response.read(_ERROR_BODY_LIMIT)
+        except UpstreamHTTPError as exc:
+            raise self._transport_error(exc, started=started) from None
+        try:
+            tokens = orjson.loads(raw).get("input_tokens")
+        except (orjson.JSONDecodeError, AttributeError):
+            tokens = None
+        if type(tokens) is not int:
+            detail = raw[:200].decode("utf-8", errors="replace")
+            raise self.error(f"answered /responses/input_tokens without 'input_tokens': {detail}")
+        return tokens
+
+    def error(
+        self, detail: str, *, code: str = "server_error", status: int | None = None
+    ) -> ProviderError:
+        """A `ProviderError` naming this model, with the API key redacted from `detail`."""
+        key = self.config.api_key
+        # A very short key cannot be told apart from ordinary text; redacting it would
+        # mangle the message without protecting anything.
+        if key and len(key) >= _MIN_REDACTED_KEY:
+            detail = detail.replace(key, "***")
+        return ProviderError(
+            f"Upstream model '{self.config.model_name}' {detail}", code=code, status=status
+        )
+
+    async def _status_error(self, response: StreamingResponse) -> ProviderError:
+        message = _error_message(await response.read(_ERROR_BODY_LIMIT))
+        status = response.status
+        code = "rate_limit_exceeded" if status == 429 else "server_error"
+        return self.error(f"returned HTTP {status}: {message}", code=code, status=status)
+
+    def _transport_error(self, exc: UpstreamHTTPError, *, started: bool) -> ProviderError:
+        at = f"at {_without_userinfo(self.config.base_url)}"
+        if isinstance(exc, ConnectFailed):
+            return self.error(f"could not be reached {at}: {exc}")
+        if isinstance(exc, ReadTimedOut):
+            seconds = f"{self.config.timeout_seconds:g}"
+            if started:
+                return self.error(f"{at} stalled mid-stream: no data for {seconds} seconds")
+            return self.error(f"{at} did not answer within {seconds} seconds")
+        if started:
+            return self.error(f"{at} dropped the connection mid-stream: {exc}")
+        return self.error(f"could not be reached {at}: {exc}")
+
+    # --- the request body --------------------------------------------------------------
+
+    def _count_body(self, request: GenerationRequest) -> JSONObject:
+        """The keys both `/responses` and `/responses/input_tokens` take."""
+        body: JSONObject = {
+            "model": self.config.upstream_model,
+            "input": [item for item in map(_input_item, request.input_items) if item],
+        }
+        if request.instructions:
+            body["instructions"] = request.instructions
+        if request.tools:
+            body["tools"] = request.tools
+            body["tool_choice"] = request.tool_choice
+            body["parallel_tool_calls"] = request.parallel_tool_calls
+        if request.text_format is not None:
+            body["text"] = {"format": request.text_format}
+        if request.reasoning is not None:
+            body["reasoning"] = request.reasoning
+        return body
+
+    def _body(self, request: GenerationRequest) -> JSONObject:
+        body = self._count_body(request)
+        body["stream"] = True
+        body["store"] = self.config.upstream_store
+        optional = {
+            "max_output_tokens": request.max_output_tokens,
+            "temperature": request.temperature,
+            "top_p": request.top_p,
+            "max_tool_calls": request.max_tool_calls,
+            "top_logprobs": request.top_logprobs,
+            "include": list(request.include) or None,
+            **{key: request.extra.get(key) for key in _EXTRA_KEYS},
+        }
+        body.update((key, value) for key, value in optional.items() if value is not None)
+        return body
+
+
+def _input_item(item: JSONObject) -> JSONObject | None:
+    """The item as an upstream that never saw Tether's ids can take it (None: leave out)."""
+    kind = item.get("type", "message")
+    if kind in _WITHOUT_IDS:
+        return {key: value for key, value in item.items() if key != "id" and key != "status"}
+    if kind == "reasoning":
+        if not item.get("encrypted_content"):
+            return None
+        return {key: value for key, value in item.items() if key != "status"}
+    return item
