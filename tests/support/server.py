@@ -28,8 +28,13 @@ def free_port() -> int:
         return port
 
 
-def models_toml(mock_chat_url: str | None = None) -> str:
-    """The models every end-to-end server serves (names say what they do)."""
+UPSTREAM_KEY = "sk-upstream-secret-0123456789"
+
+
+def models_toml(mock_chat_url: str | None = None, mock_responses_url: str | None = None) -> str:
+    """The models every end-to-end server serves (names say what they do): `chat-*` in
+    front of the mock Chat Completions upstream, `resp-*` in front of the mock Responses
+    upstream (each `upstream_model` is a script of `tests.support.mock_responses`)."""
     text = """
 [[models]]
 name = "fake"
@@ -84,7 +89,29 @@ name = "{name}"
 provider = "chat"
 base_url = "{mock_chat_url}"
 upstream_model = "{upstream}"
-api_key = "sk-upstream-secret-0123456789"
+api_key = "{UPSTREAM_KEY}"
+"""
+    if mock_responses_url:
+        for name, upstream in [
+            ("resp-text", "text-20"),
+            ("resp-echo", "echo"),
+            ("resp-slow", "slow-12"),
+            ("resp-very-slow", "slow-400"),
+            ("resp-tool", "tool-call"),
+            ("resp-reasoning", "reasoning"),
+            ("resp-web", "web-search"),
+            ("resp-drop", "drop-after-3"),
+            ("resp-failed", "failed-server_error"),
+            ("resp-error-event", "error-event"),
+            ("resp-429", "status-429"),
+        ]:
+            text += f"""
+[[models]]
+name = "{name}"
+provider = "responses"
+base_url = "{mock_responses_url}"
+upstream_model = "{upstream}"
+api_key = "{UPSTREAM_KEY}"
 """
     return text
 
