@@ -44,6 +44,12 @@ class Settings:
     worker_concurrency: int = _setting(4096, "Responses one process generates at once.")
     lease_seconds: float = _setting(30.0, "Job lease; renewed every third of it.")
     sweep_seconds: float = _setting(5.0, "How often expired or orphaned jobs are swept.")
+    job_attempts: int = _setting(
+        3, "Claims a job gets: a job whose worker died is handed on until this many."
+    )
+    shutdown_grace_seconds: float = _setting(
+        10.0, "On SIGTERM, how long running jobs may finish before they are handed back."
+    )
     sqlite_synchronous: str = _setting(
         "NORMAL", "SQLite synchronous: NORMAL survives process crashes, FULL power loss too."
     )

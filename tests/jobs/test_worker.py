@@ -1,6 +1,7 @@
 """The worker on real storages with scripted models: it claims and runs jobs,
 stops a runner on request or when its lease is gone, sweeps jobs of dead workers,
-and fails what is still running when it stops."""
+takes on the jobs of dead workers (continuing or failing their responses), and
+hands back what is still running when it stops."""
 
 from __future__ import annotations
 
@@ -28,8 +29,9 @@ from tests.support.stores import (
 from tether.domain import events as ev
 from tether.domain.fold import fold_all
 from tether.domain.response import ResponseStatus
-from tether.jobs.worker import LOST_WORKER_MESSAGE, SHUTDOWN_MESSAGE, Worker, owner_is_dead
-from tether.providers.base import ModelProvider
+from tether.jobs.runner import LOST_WORKER_MESSAGE
+from tether.jobs.worker import SHUTDOWN_MESSAGE, Worker, owner_is_dead
+from tether.providers.base import Delta, GenerationRequest, ModelProvider, TextDelta
 from tether.providers.registry import ProviderRegistry
 from tether.settings import Settings
 from tether.storage.base import Storage
@@ -282,7 +284,7 @@ async def test_worker_renews_leases_of_running_jobs(
 # --- sweeping -----------------------------------------------------------------------
 
 
-async def test_worker_sweep_fails_jobs_of_dead_owners_and_expired_leases(
+async def test_worker_sweep_hands_back_jobs_of_dead_owners_and_expired_leases(
     storage: Storage,
 ) -> None:
     assert not pid_exists(999999)
@@ -300,27 +302,131 @@ async def test_worker_sweep_fails_jobs_of_dead_owners_and_expired_leases(
     swept = await worker.sweep(storage)
 
     assert sorted(swept) == sorted([dead, expired])
-    for response_id in (dead, expired):
-        log = await finished_log(storage, response_id)
-        assert_failed_with(log, LOST_WORKER_MESSAGE)
-    for response_id in (live, remote, queued):
+    for response_id in (dead, expired, live, remote, queued):
         stored = await storage.responses.get(response_id)
         assert stored is not None and stored.status is ResponseStatus.IN_PROGRESS
         assert stored.last_seq == 0
     assert {c.response_id for c in await storage.jobs.claimed()} == {live, remote}
     assert await worker.sweep(storage) == []
+    again = {job.response_id: job.attempt for job in await storage.jobs.claim("next", 10, 30.0)}
+    assert again == {dead: 2, expired: 2, queued: 1}
 
 
-async def test_worker_start_sweeps_jobs_of_a_dead_owner(
+async def test_worker_start_takes_on_the_job_of_a_dead_owner(
     storage: Storage, make_worker: MakeWorker
 ) -> None:
     response_id = await create(storage)
     await storage.jobs.claim(DEAD_OWNER, 1, 300.0)
 
-    await make_worker({"scripted": ScriptedProvider()})
+    await make_worker({"scripted": ScriptedProvider(["Hel", "lo"])})
 
-    log = await read_all(storage, response_id)  # start() swept before it returned
+    log = await finished_log(storage, response_id)  # nothing was emitted: runs from scratch
+    assert log[-1].type == ev.COMPLETED
+    assert log[-1].payload()["response"]["output"][0]["content"][0]["text"] == "Hello"
+
+
+class ContinuingProvider(ScriptedProvider):
+    """A scripted model that can continue: given a continuation, it yields only the
+    texts after it (the same answer, as a deterministic model would give)."""
+
+    supports_continuation = True
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+        self.continuations.append(request.continuation)
+        skip = len(request.continuation or "")
+        async for delta in super().stream(request):
+            if isinstance(delta, TextDelta) and skip:
+                assert skip >= len(delta.text), "continuation ends inside a delta"
+                skip -= len(delta.text)
+                continue
+            yield delta
+
+    def __init__(self, texts: list[str]) -> None:
+        super().__init__(texts)
+        self.continuations: list[str | None] = []
+
+
+async def died_mid_message(storage: Storage, response_id: str, *texts: str) -> None:
+    """What a worker that died inside a message leaves: in_progress, an open message
+    with `texts`, and its job claimed by a dead owner."""
+    await storage.jobs.claim(DEAD_OWNER, 1, 300.0)
+    stored = await storage.responses.get(response_id)
+    assert stored is not None
+    snapshot = orjson.loads(stored.snapshot)
+    events = [ev.lifecycle(ev.IN_PROGRESS, {**snapshot, "status": "in_progress"}, 1)]
+    item = ev.message_item("msg_partial", "in_progress", [])
+    events.append(ev.output_item_added(0, item, 2))
+    events.append(
+        ev.content_part(ev.CONTENT_PART_ADDED, "msg_partial", 0, 0, ev.output_text_part(), 3)
+    )
+    for text in texts:
+        events.append(ev.text_delta("msg_partial", 0, 0, text, len(events) + 1))
+    encoded = [ev.encode(event) for event in events]
+    await storage.events.append(response_id, encoded, None, ResponseStatus.IN_PROGRESS)
+
+
+async def test_worker_continues_a_message_whose_worker_died(
+    storage: Storage, make_worker: MakeWorker
+) -> None:
+    response_id = await create(storage)
+    await died_mid_message(storage, response_id, "Hel", "lo")
+    provider = ContinuingProvider(["Hel", "lo", " wor", "ld"])
+
+    await make_worker({"scripted": provider})
+
+    log = await finished_log(storage, response_id)
+    assert log[-1].type == ev.COMPLETED
+    assert provider.continuations == ["Hello"]
+    assert types(log).count(ev.IN_PROGRESS) == 1  # not emitted twice
+    (message,) = log[-1].payload()["response"]["output"]
+    assert message["id"] == "msg_partial"
+    assert message["content"][0]["text"] == "Hello world"
+    deltas = [e.payload()["delta"] for e in log if e.type == ev.OUTPUT_TEXT_DELTA]
+    assert deltas == ["Hel", "lo", " wor", "ld"]
+
+
+async def test_worker_fails_a_partial_response_the_model_cannot_continue(
+    storage: Storage, make_worker: MakeWorker
+) -> None:
+    response_id = await create(storage)
+    await died_mid_message(storage, response_id, "Hel")
+
+    await make_worker({"scripted": ScriptedProvider(["Hel", "lo"])})
+
+    log = await finished_log(storage, response_id)
     assert_failed_with(log, LOST_WORKER_MESSAGE)
+    assert log[-1].payload()["response"]["output"][0]["content"][0]["text"] == "Hel"
+
+
+async def test_worker_gives_up_on_a_job_claimed_too_often(
+    storage: Storage, make_worker: MakeWorker
+) -> None:
+    response_id = await create(storage)
+    for _ in range(2):
+        await storage.jobs.claim(DEAD_OWNER, 1, 300.0)
+        assert await storage.jobs.requeue(response_id, DEAD_OWNER)
+
+    await make_worker({"scripted": ScriptedProvider(["a"])}, job_attempts=2)
+
+    log = await finished_log(storage, response_id)
+    assert types(log)[-2:] == [ev.ERROR, ev.FAILED]
+    assert "stopped 2 times" in log[-2].payload()["message"]
+
+
+async def test_worker_stops_a_runner_whose_job_was_revoked_elsewhere(
+    storage: Storage, make_worker: MakeWorker
+) -> None:
+    provider = ScriptedProvider(["a", "b"], hold_at=1)
+    worker = await make_worker({"scripted": provider})
+    response_id = await create(storage)
+    await asyncio.wait_for(provider.reached.wait(), 5.0)
+
+    # A cancel through the store alone (as another replica would do it).
+    await storage.responses.terminate(response_id, ResponseStatus.CANCELLED)
+
+    await eventually(lambda: worker.running == 0 and provider.open_streams == 0)
+    log = await finished_log(storage, response_id)
+    assert log[-1].type == ev.CANCELLED
 
 
 async def test_worker_sweep_leaves_its_own_running_jobs(
@@ -402,7 +508,7 @@ def test_owner_is_dead(owner: str, dead: bool) -> None:
 # --- stopping the worker --------------------------------------------------------------
 
 
-async def test_worker_stop_fails_running_jobs_with_shutdown_message(
+async def test_worker_stop_hands_back_running_jobs(
     storage: Storage, make_worker: MakeWorker
 ) -> None:
     provider = ScriptedProvider(["a", "b"], hold_at=1)
@@ -414,14 +520,18 @@ async def test_worker_stop_fails_running_jobs_with_shutdown_message(
 
     assert worker.running == 0
     await eventually(lambda: provider.open_streams == 0)
-    log = await finished_log(storage, response_id)
-    assert_failed_with(log, SHUTDOWN_MESSAGE)
-    assert log[-1].payload()["response"]["output"][0]["content"][0]["text"] == "a"
     later = await create(storage)  # a stopped worker claims nothing more
     await asyncio.sleep(0.05)
     assert await storage.jobs.claimed() == []
     stored = await storage.responses.get(later)
     assert stored is not None and stored.last_seq == 0
+    if storage.name == "memory":  # store=false responses die with their process
+        assert_failed_with(await finished_log(storage, response_id), SHUTDOWN_MESSAGE)
+        return
+    stored = await storage.responses.get(response_id)
+    assert stored is not None and stored.status is ResponseStatus.IN_PROGRESS
+    jobs = await storage.jobs.claim("next", 10, 30.0)
+    assert [(job.response_id, job.attempt) for job in jobs] == [(response_id, 2), (later, 1)]
 
 
 async def test_worker_stop_lets_running_jobs_finish_within_grace(

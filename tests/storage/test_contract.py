@@ -640,6 +640,70 @@ async def test_claim_concurrent_claimers_get_each_job_once(
             assert owners[job.response_id] == f"w{index}"
 
 
+async def test_requeue_hands_a_job_back_as_its_next_attempt(
+    storage: Storage, create: CreateResponse
+) -> None:
+    new = await create()
+    (first,) = await storage.jobs.claim("dead", 1, 30.0)
+
+    assert await storage.jobs.requeue(new.id, "someone-else") is False
+    assert await storage.jobs.requeue(new.id, "dead") is True
+    assert await storage.jobs.requeue(new.id, "dead") is False  # no longer held
+    assert await storage.jobs.claimed() == []
+    (again,) = await storage.jobs.claim("alive", 1, 30.0)
+
+    assert (again.response_id, again.attempt, again.payload) == (new.id, 2, first.payload)
+    assert await storage.jobs.requeue("resp_unknown", "alive") is False
+
+
+async def test_requeue_by_concurrent_sweepers_hands_back_once(
+    storage: Storage, create: CreateResponse
+) -> None:
+    new = await create()
+    await storage.jobs.claim("dead", 1, 30.0)
+
+    results = await asyncio.gather(*(storage.jobs.requeue(new.id, "dead") for _ in range(5)))
+
+    assert sorted(results) == [False] * 4 + [True]
+
+
+async def test_requeued_job_wakes_a_waiting_claimer(
+    storage: Storage, create: CreateResponse
+) -> None:
+    new = await create()
+    await storage.jobs.claim("dead", 1, 30.0)
+    waiter = asyncio.ensure_future(storage.jobs.wait_for_jobs(5.0))
+    await asyncio.sleep(0.05)
+    started = time.monotonic()
+
+    await storage.jobs.requeue(new.id, "dead")
+    await asyncio.wait_for(waiter, 5.0)
+
+    assert time.monotonic() - started < 2.0
+    assert [job.response_id for job in await storage.jobs.claim("alive", 1, 30.0)] == [new.id]
+
+
+async def test_watch_revoked_fires_for_terminate_and_delete_only(
+    storage: Storage, create: CreateResponse
+) -> None:
+    revoked: list[str] = []
+    storage.jobs.watch_revoked(revoked.append)
+    cancelled, deleted, finished = await create(), await create(), await create()
+    await storage.jobs.claim("w", 3, 30.0)
+
+    await storage.responses.terminate(cancelled.id, ResponseStatus.CANCELLED)
+    await storage.responses.delete(deleted.id)
+    script = Script(finished)
+    await script.append(storage, script.start() + script.text("x") + script.complete())
+    await storage.responses.terminate(cancelled.id, ResponseStatus.CANCELLED)  # no job left
+
+    async with asyncio.timeout(5.0):
+        while len(revoked) < 2:
+            await asyncio.sleep(0.01)
+    await asyncio.sleep(0.1)
+    assert sorted(revoked) == sorted([cancelled.id, deleted.id])
+
+
 async def test_renew_returns_only_ids_the_owner_holds(
     storage: Storage, create: CreateResponse
 ) -> None:

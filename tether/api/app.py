@@ -107,7 +107,7 @@ def create_app(settings: Settings) -> Starlette:
         try:
             yield
         finally:
-            await worker.stop()
+            await worker.stop(settings.shutdown_grace_seconds)
             await providers.aclose()
             await memory.close()
             await storage.close()

@@ -52,6 +52,20 @@ class Output:
     def open(self) -> bool:
         return self._open is not None
 
+    def resume_message(self, item: JSONObject) -> None:
+        """Take up a message left open by a worker that died: text deltas go on in its
+        last (open) output_text part; the item is `item`, the last of the output."""
+        index = self._next_index - 1
+        message = _Message(item["id"], index)
+        content = item["content"]
+        message.parts = [dict(part) for part in content[:-1]]
+        message.part = len(content) - 1
+        open_part = content[-1]
+        message.pieces = [open_part.get("text", "")]
+        message.logprobs = list(open_part.get("logprobs") or [])
+        message.annotations = list(open_part.get("annotations") or [])
+        self._open = message
+
     # --- deltas -------------------------------------------------------------------
 
     def text(self, delta: TextDelta) -> None:

@@ -17,7 +17,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Any
 
 import orjson
@@ -46,6 +46,10 @@ from tether.storage.base import EventLog, StoredResponse
 
 logger = logging.getLogger("tether.runner")
 
+LOST_WORKER_MESSAGE = (
+    "The worker generating this response stopped (it crashed or was killed) before the "
+    "response finished, and this model cannot continue a partial response. Retry the request."
+)
 MAX_UNCONFIRMED = 512  # events queued for the log before the runner waits for it
 SNAPSHOT_EVERY = 256  # events between stored snapshots (besides every status change)
 
@@ -59,8 +63,13 @@ class Runner:
         provider: ModelProvider,
         stored: StoredResponse,
         request: GenerationRequest,
+        *,
+        started: bool = False,
     ) -> None:
+        """`started`: an earlier attempt already emitted `response.in_progress` (its
+        worker died); this run continues the response instead of starting it."""
         self.response_id = stored.id
+        self._started = started
         self._log = log
         self._provider = provider
         self._request = request
@@ -99,10 +108,13 @@ class Runner:
 
     async def _generate(self) -> None:
         snapshot = self._fold.snapshot()
-        snapshot["status"] = ResponseStatus.IN_PROGRESS.value
-        self.emit(ev.lifecycle(ev.IN_PROGRESS, snapshot, self.next_seq()))
         request = self._request
         output = Output(self, len(snapshot["output"]), max_calls=_max_calls(request))
+        if not self._started:
+            snapshot["status"] = ResponseStatus.IN_PROGRESS.value
+            self.emit(ev.lifecycle(ev.IN_PROGRESS, snapshot, self.next_seq()))
+        elif snapshot["output"]:
+            request = self._continue(output, snapshot["output"])
         text, dispatch = output.text, self._dispatch(output)
         reported: Usage | None = None
         finish = "stop"
@@ -141,6 +153,24 @@ class Runner:
             final["completed_at"] = int(time.time())
             self.emit(ev.lifecycle(ev.COMPLETED, final, self.next_seq()))
         await self._drain()
+
+    def _continue(self, output: Output, items: list[JSONObject]) -> GenerationRequest:
+        """The request that continues a response whose worker died mid-output: the
+        provider goes on inside the open message. Raises `ProviderError` (the response
+        fails) where that cannot be done."""
+        last = items[-1]
+        content = last.get("content") or []
+        if (
+            getattr(self._provider, "supports_continuation", False)
+            and last.get("type") == "message"
+            and last.get("status") == "in_progress"
+            and content
+            and content[-1].get("type") == "output_text"
+        ):
+            output.resume_message(last)
+            # Every earlier part and item is already in the log; only the open text goes on.
+            return replace(self._request, continuation=content[-1].get("text", ""))
+        raise ProviderError(LOST_WORKER_MESSAGE)
 
     @staticmethod
     def _dispatch(output: Output) -> dict[type, Callable[[Any], None]]:

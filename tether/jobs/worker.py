@@ -4,11 +4,18 @@ and sweeps jobs whose worker is gone.
 Sections: owners · the worker · sweeping.
 
 A job's lease is renewed every third of `lease_seconds`. The sweeper, which runs
-at start-up and then every `sweep_seconds`, ends every claimed job whose lease
-ran out or whose owner process is known to be dead (same host, pid gone, or the
-same pid in a new incarnation) with `error` + `response.failed` — never leaving a
-response stuck `in_progress`. Continuing such a response instead comes with
-crash continuation (a later part).
+in every worker at start-up and then every `sweep_seconds` (safe to run in many at
+once: hand-backs are compare-and-set), hands back every claimed job whose lease ran
+out or whose owner process is known to be dead (same host, pid gone, or the same pid
+in a new incarnation). The next claim runs it as a new attempt: the runner continues
+the response where its log stops (see `Runner`), or ends it with `error` +
+`response.failed` when the model cannot continue. A job claimed more than
+`job_attempts` times fails — a response is never left stuck `in_progress`.
+
+A job ended elsewhere (a cancel or delete on any replica) is revoked through the
+backend (`JobQueue.watch_revoked`), which stops its runner here at once. On
+shutdown the worker stops claiming, gives running jobs a grace period, then hands
+the rest back for another worker (or this one, restarted) to continue.
 """
 
 from __future__ import annotations
@@ -22,18 +29,19 @@ import socket
 import time
 from collections.abc import Sequence
 
+from tether.domain import events as ev
 from tether.domain.response import ResponseStatus
-from tether.jobs.runner import Runner, request_from_payload, start_from_payload
+from tether.jobs.runner import (
+    Runner,
+    request_from_payload,
+    start_from_payload,
+)
 from tether.providers.registry import ProviderRegistry
 from tether.settings import Settings
 from tether.storage.base import ClaimedJob, Job, Storage
 
 logger = logging.getLogger("tether.worker")
 
-LOST_WORKER_MESSAGE = (
-    "The worker generating this response stopped (it crashed or was killed) before the "
-    "response finished, and this model cannot continue a partial response. Retry the request."
-)
 SHUTDOWN_MESSAGE = "The server shut down before this response finished. Retry the request."
 POLL_SECONDS = 1.0  # fallback claim poll when no in-process wake-up arrives
 
@@ -61,6 +69,13 @@ def owner_is_dead(owner: str, me: str) -> bool:
     except (PermissionError, ValueError):
         return False
     return False
+
+
+async def _started(storage: Storage, response_id: str) -> bool:
+    """Whether an earlier attempt emitted `response.in_progress` (it comes within the
+    first three events: created, [queued], in_progress)."""
+    first = await storage.events.read_after(response_id, -1, 3)
+    return any(event.type == ev.IN_PROGRESS for event in first)
 
 
 # --- the worker ---------------------------------------------------------------
@@ -92,13 +107,14 @@ class Worker:
 
     async def start(self) -> None:
         for storage in self._storages:
+            storage.jobs.watch_revoked(self._revoked)
             await self.sweep(storage)
             self._loops.append(asyncio.create_task(self._claim_loop(storage)))
             self._loops.append(asyncio.create_task(self._sweep_loop(storage)))
         self._loops.append(asyncio.create_task(self._renew_loop()))
 
     async def stop(self, grace_seconds: float = 5.0) -> None:
-        """Stop claiming; give running jobs `grace_seconds`, then fail the rest clearly."""
+        """Stop claiming; give running jobs `grace_seconds`, then hand the rest back."""
         for task in self._loops:
             task.cancel()
         for task in self._loops:
@@ -112,11 +128,19 @@ class Worker:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-            await storage.responses.terminate(
-                response_id,
-                ResponseStatus.FAILED,
-                {"code": "server_error", "message": SHUTDOWN_MESSAGE},
-            )
+            if storage.name == "memory":
+                # store=false responses live in this process only: nobody can take them on.
+                await storage.responses.terminate(
+                    response_id,
+                    ResponseStatus.FAILED,
+                    {"code": "server_error", "message": SHUTDOWN_MESSAGE},
+                )
+            elif await storage.jobs.requeue(response_id, self.owner):
+                logger.info("handed back %s for another worker to continue", response_id)
+
+    def _revoked(self, response_id: str) -> None:
+        if self.interrupt(response_id):
+            logger.debug("job %s was revoked (cancelled or deleted); runner stopped", response_id)
 
     def interrupt(self, response_id: str) -> bool:
         """Stop generating `response_id` here (after a cancel or delete)."""
@@ -161,6 +185,19 @@ class Worker:
             stored = await storage.responses.get(job.response_id)
         if stored is None or stored.status.terminal:
             return  # deleted or cancelled while queued; nothing to generate
+        if job.attempt > self._settings.job_attempts:
+            await storage.responses.terminate(
+                job.response_id,
+                ResponseStatus.FAILED,
+                {
+                    "code": "server_error",
+                    "message": f"The workers generating this response stopped {job.attempt - 1} "
+                    "times before it finished (crashed or killed), so Tether gave up on it. "
+                    "Retry the request.",
+                },
+            )
+            return
+        started = job.attempt > 1 and await _started(storage, job.response_id)
         if request.model not in self._providers:
             await storage.responses.terminate(
                 job.response_id,
@@ -172,7 +209,8 @@ class Worker:
                 },
             )
             return
-        runner = Runner(storage.events, self._providers.get(request.model), stored, request)
+        provider = self._providers.get(request.model)
+        runner = Runner(storage.events, provider, stored, request, started=started)
         try:
             await runner.run()
         except Exception as exc:  # the log failed under the runner: end the response clearly
@@ -211,18 +249,18 @@ class Worker:
                 logger.exception("sweeping %s failed", storage.name)
 
     async def sweep(self, storage: Storage) -> list[str]:
-        """Fail every claimed job whose lease ran out or whose owner is dead."""
+        """Hand back every claimed job whose lease ran out or whose owner is dead."""
         now = time.time()
         swept: list[str] = []
         for job in await storage.jobs.claimed():
-            if self._abandoned(job, now):
+            if self._abandoned(job, now) and await storage.jobs.requeue(
+                job.response_id, job.owner
+            ):
                 logger.warning(
-                    "job %s of %s was abandoned by %s", job.response_id, storage.name, job.owner
-                )
-                await storage.responses.terminate(
+                    "job %s of %s was abandoned by %s; handed on",
                     job.response_id,
-                    ResponseStatus.FAILED,
-                    {"code": "server_error", "message": LOST_WORKER_MESSAGE},
+                    storage.name,
+                    job.owner,
                 )
                 swept.append(job.response_id)
         return swept

@@ -29,6 +29,11 @@ class GenerationRequest:
     request's `reasoning` object when set. `include` holds the request's `include`
     values. `extra` carries Responses settings a Responses upstream can take as they
     are (`user`, `safety_identifier`, `prompt_cache_key`, `service_tier`, `metadata`).
+
+    `continuation` is set when a runner picks up a response whose worker died inside
+    an assistant message: the message's text so far. The provider then yields only
+    what comes after it (the deltas of that same message first). Only providers
+    whose `supports_continuation` attribute is true get such requests.
     """
 
     model: str
@@ -46,6 +51,7 @@ class GenerationRequest:
     top_logprobs: int | None = None
     include: tuple[str, ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
+    continuation: str | None = None
 
     @property
     def logprobs(self) -> bool:

@@ -18,6 +18,10 @@ or a stream that ends without a finish reason. The HTTP client is
 `tether.providers.http` (lean, keep-alive); none of its exceptions escape. The API key
 is sent as `Authorization: Bearer …` and never appears in a message or a repr.
 
+With `continue_final_message = true` (vLLM), a response whose worker died inside an
+assistant message continues it: the partial text goes upstream as a final assistant
+message with `continue_final_message: true, add_generation_prompt: false`.
+
 With the option `tokenize_url` (vLLM: `http://HOST:PORT/tokenize`), the provider also
 counts input tokens with the model's own tokenizer (`TokenCounter`): it posts
 `{"model", "messages", "tools"?}` there and reads `count` from the answer.
@@ -59,6 +63,7 @@ _OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "timeout_seconds": (int, float),
     "headers": (dict,),
     "tokenize_url": (str,),
+    "continue_final_message": (bool,),
 }
 _CONNECT_TIMEOUT = 10.0
 _ERROR_BODY_LIMIT = 64 * 1024
@@ -87,6 +92,7 @@ class ChatConfig:
     timeout_seconds: float = 600.0
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     tokenize_url: str | None = None
+    continue_final_message: bool = False
 
     @classmethod
     def from_options(
@@ -103,7 +109,7 @@ class ChatConfig:
                 known = ", ".join(sorted(_OPTION_TYPES))
                 raise ConfigError(f"{where}: unknown option '{key}'; known options: {known}.")
             types = _OPTION_TYPES[key]
-            if not isinstance(value, types) or isinstance(value, bool):
+            if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
                 kind = "a number" if key == "timeout_seconds" else types[0].__name__
                 raise ConfigError(f"{where}: option '{key}' must be {kind}.")
         base_url = options.get("base_url")
@@ -129,6 +135,7 @@ class ChatConfig:
             timeout_seconds=timeout,
             headers=dict(headers),
             tokenize_url=tokenize_url,
+            continue_final_message=options.get("continue_final_message", False),
         )
 
 
@@ -169,6 +176,9 @@ class ChatProvider:
 
     def __init__(self, config: ChatConfig) -> None:
         self.config = config
+        # Crash continuation sends the partial message as an assistant prefill
+        # (vLLM: continue_final_message); only upstreams that support it opt in.
+        self.supports_continuation = config.continue_final_message
         self._client = self._http_client(config.base_url, "text/event-stream")
 
     @classmethod

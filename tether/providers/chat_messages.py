@@ -75,6 +75,11 @@ def chat_body(request: GenerationRequest, upstream_model: str) -> JSONObject:
     if request.logprobs:
         body["logprobs"] = True
         body["top_logprobs"] = request.top_logprobs or 0
+    if request.continuation is not None:
+        # vLLM's assistant prefill: the model goes on from the partial message.
+        body["messages"].append({"role": "assistant", "content": request.continuation})
+        body["continue_final_message"] = True
+        body["add_generation_prompt"] = False
     return body
 
 

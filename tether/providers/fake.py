@@ -7,7 +7,7 @@ The same request and options always give the same output.
 Options (`[[models]]` entries with `provider = "fake"`), with their defaults:
 `mode = "lorem"`, `text = ""`, `output_tokens = 32`, `tokens_per_second = 0`,
 `first_token_delay_ms = 0`, `fail_after_tokens` (unset), `auto_tool_calls = true`,
-`parallel_calls = 1`, `reasoning = false`.
+`parallel_calls = 1`, `reasoning = false`, `continuation = true`.
 
 Text, by `mode`:
 - `lorem`: `output_tokens` words cycled from a fixed lorem-ipsum list;
@@ -52,6 +52,10 @@ model. `Usage.output_tokens` counts the emitted tokens, `reasoning_tokens` the
 reasoning ones among them; `input_tokens` counts the words of the instructions,
 messages, function call arguments and function call outputs: an estimate, not a
 tokenizer.
+
+Continuation (crash recovery): the model continues a partial answer exactly, since it
+gives the same answer to the same request; `continuation = false` makes it a model
+that cannot continue (a response whose worker died then fails).
 
 Pacing and failures: `tokens_per_second` paces the stream (0 = as fast as possible),
 `first_token_delay_ms` delays the first token, and `fail_after_tokens` raises a
@@ -133,11 +137,13 @@ class FakeConfig:
     auto_tool_calls: bool = True
     parallel_calls: int = 1
     reasoning: bool = False
+    continuation: bool = True
 
 
 class FakeProvider:
     def __init__(self, config: FakeConfig) -> None:
         self.config = config
+        self.supports_continuation = config.continuation
 
     def __repr__(self) -> str:
         return f"<FakeProvider {self.config}>"
@@ -158,7 +164,7 @@ class FakeProvider:
             raise ConfigError(f"Model {model_name!r}: mode must be lorem, text or echo")
         if config.mode == "text" and not config.text:
             raise ConfigError(f"Model {model_name!r}: mode 'text' needs a non-empty 'text'")
-        for name in ("auto_tool_calls", "reasoning"):
+        for name in ("auto_tool_calls", "reasoning", "continuation"):
             if not isinstance(getattr(config, name), bool):
                 raise ConfigError(f"Model {model_name!r}: {name} must be true or false")
         calls = config.parallel_calls
@@ -248,6 +254,8 @@ class FakeProvider:
         cut = limit is not None and len(deltas) > limit
         if cut:
             deltas = deltas[:limit]
+        if request.continuation is not None:
+            deltas = _after(deltas, request.continuation)
         loop = asyncio.get_running_loop()
         if config.first_token_delay_ms:
             await asyncio.sleep(config.first_token_delay_ms / 1000)
@@ -275,6 +283,25 @@ class FakeProvider:
 
     async def aclose(self) -> None:
         return None
+
+
+def _after(deltas: list[Delta], partial: str) -> list[Delta]:
+    """The deltas that follow `partial`, the text of the answer so far (continuation:
+    the same request gives the same answer, so it goes on where the text stops)."""
+    text_at = next((i for i, d in enumerate(deltas) if isinstance(d, TextDelta)), len(deltas))
+    position, index = 0, text_at
+    while index < len(deltas) and position < len(partial):
+        delta = deltas[index]
+        if not isinstance(delta, TextDelta) or not partial.startswith(delta.text, position):
+            break
+        position += len(delta.text)
+        index += 1
+    if position != len(partial):
+        raise ProviderError(
+            "The fake model cannot continue this response: its partial text is not a prefix "
+            "of the answer it gives to this request."
+        )
+    return deltas[index:]
 
 
 def _user_spoke_last(request: GenerationRequest) -> bool:

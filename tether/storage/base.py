@@ -279,6 +279,20 @@ class JobQueue(Protocol):
         """Every claimed job; the sweeper decides which leases ran out or whose owner is gone."""
         ...
 
+    async def requeue(self, response_id: str, owner: str) -> bool:
+        """Hand back the job `owner` holds (its lease may have run out), so that a worker
+        claims it again as its next attempt. False — and nothing changes — when the job
+        is gone or another owner holds it now. Safe for several sweepers at once."""
+        ...
+
+    def watch_revoked(self, callback: Callable[[str], None]) -> None:
+        """Call `callback(response_id)` on the event loop whenever a job is removed
+        because its response was ended by `terminate` or removed by `delete` — by this
+        process or any other sharing the backend — so the worker running it stops
+        (a cancel reaches the worker within a second). May be called for jobs this
+        process does not run; the callback ignores those."""
+        ...
+
     async def wait_for_jobs(self, timeout: float) -> None:
         """Until a job may have been enqueued (in-process wake-up) or `timeout`."""
         ...

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -97,6 +97,13 @@ class MemoryDatabase:
     conversations: dict[str, _Conversation] = field(default_factory=dict)
     notifier: Notifier = field(default_factory=Notifier)
     job_signal: JobSignal = field(default_factory=JobSignal)
+    revoked: list[Callable[[str], None]] = field(default_factory=list)
+
+    def revoke(self, response_id: str) -> None:
+        """Drop the response's job; tell the watchers if there was one."""
+        if self.jobs.pop(response_id, None) is not None:
+            for callback in self.revoked:
+                callback(response_id)
 
     def stored(self, response_id: str) -> StoredResponse | None:
         row = self.rows.get(response_id)
@@ -165,15 +172,15 @@ class MemoryResponseStore:
             row.snapshot = orjson.dumps(final)
             row.snapshot_seq = len(row.events) - 1
             row.status = status
-            self._db.jobs.pop(response_id, None)
             self._db.notifier.published(response_id, len(row.events) - 1, finished=True)
+            self._db.revoke(response_id)
         return self._db.stored(response_id)
 
     async def delete(self, response_id: str) -> bool:
         row = self._db.rows.pop(response_id, None)
-        self._db.jobs.pop(response_id, None)
         if row is not None:
             self._db.notifier.published(response_id, GONE, finished=True)
+        self._db.revoke(response_id)
         return row is not None
 
 
@@ -286,6 +293,17 @@ class MemoryJobQueue:
 
     async def wait_for_jobs(self, timeout: float) -> None:
         await self._db.job_signal.wait(timeout)
+
+    async def requeue(self, response_id: str, owner: str) -> bool:
+        job = self._db.jobs.get(response_id)
+        if job is None or job.owner != owner:
+            return False
+        job.owner, job.lease_until = None, 0.0
+        self._db.job_signal.set()
+        return True
+
+    def watch_revoked(self, callback: Callable[[str], None]) -> None:
+        self._db.revoked.append(callback)
 
 
 class MemoryConversationStore:

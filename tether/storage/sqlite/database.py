@@ -134,6 +134,7 @@ class SQLiteDatabase:
         self.synchronous = synchronous
         self.notifier = Notifier()
         self.job_signal = JobSignal()
+        self.revoked: list[Callable[[str], None]] = []  # see JobQueue.watch_revoked
         self.recent: dict[str, _Recent] = {}
         self.heads = Heads()  # the writer thread's, and only touched there
         self._queue: queue.SimpleQueue[list[_Op[Any]] | None] = queue.SimpleQueue()
@@ -316,6 +317,11 @@ class SQLiteDatabase:
         if finished:
             assert self._loop is not None
             self._loop.call_later(RECENT_LINGER_SECONDS, self.recent.pop, response_id, None)
+
+    def revoke(self, response_id: str) -> None:
+        """A job was removed by terminate or delete (called after the commit)."""
+        for callback in self.revoked:
+            callback(response_id)
 
     def forget(self, response_id: str) -> None:
         self.recent.pop(response_id, None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from tether.storage.base import (
     ClaimedJob,
@@ -64,3 +64,21 @@ class SQLiteJobQueue:
 
     async def wait_for_jobs(self, timeout: float) -> None:
         await self._db.job_signal.wait(timeout)
+
+    async def requeue(self, response_id: str, owner: str) -> bool:
+        def update(conn: sqlite3.Connection) -> bool:
+            rows = conn.execute(
+                "UPDATE jobs SET owner = NULL, lease_until = NULL "
+                "WHERE response_id = ? AND owner = ? RETURNING response_id",
+                (response_id, owner),
+            ).fetchall()
+            return bool(rows)
+
+        def committed(requeued: bool) -> None:
+            if requeued:
+                self._db.job_signal.set()
+
+        return await self._db.write(update, committed)
+
+    def watch_revoked(self, callback: Callable[[str], None]) -> None:
+        self._db.revoked.append(callback)

@@ -113,10 +113,10 @@ class SQLiteResponseStore:
     ) -> StoredResponse | None:
         def transition(
             conn: sqlite3.Connection,
-        ) -> tuple[StoredResponse | None, list[ev.StoredEvent]]:
+        ) -> tuple[StoredResponse | None, list[ev.StoredEvent], bool]:
             stored = current_response(conn, response_id)
             if stored is None or stored.status.terminal:
-                return stored, []
+                return stored, [], False
             new_events, final = terminal_transition(
                 orjson.loads(stored.snapshot), stored.last_seq, status, error
             )
@@ -130,31 +130,40 @@ class SQLiteResponseStore:
                 "WHERE rid = ?",
                 (status.value, snapshot, encoded[-1].seq, time.time(), head.rid),
             )
-            conn.execute("DELETE FROM jobs WHERE response_id = ?", (response_id,))
+            jobs = conn.execute("DELETE FROM jobs WHERE response_id = ?", (response_id,))
             self._db.heads.drop(response_id)
-            return StoredResponse(response_id, status, snapshot, encoded[-1].seq), encoded
+            return (
+                StoredResponse(response_id, status, snapshot, encoded[-1].seq),
+                encoded,
+                jobs.rowcount > 0,
+            )
 
-        def committed(result: tuple[StoredResponse | None, list[ev.StoredEvent]]) -> None:
+        def committed(result: tuple[StoredResponse | None, list[ev.StoredEvent], bool]) -> None:
             if result[1]:
                 self._db.remember(response_id, result[1])
+            if result[2]:
+                self._db.revoke(response_id)
 
-        stored, _ = await self._db.write(transition, committed)
+        stored, _, _ = await self._db.write(transition, committed)
         return stored
 
     async def delete(self, response_id: str) -> bool:
-        def remove(conn: sqlite3.Connection) -> bool:
+        def remove(conn: sqlite3.Connection) -> tuple[bool, bool]:
             rows = conn.execute(
                 "DELETE FROM responses WHERE id = ? RETURNING rid", (response_id,)
             ).fetchall()
-            for table in ("input_items", "jobs"):
-                conn.execute(f"DELETE FROM {table} WHERE response_id = ?", (response_id,))
+            conn.execute("DELETE FROM input_items WHERE response_id = ?", (response_id,))
+            jobs = conn.execute("DELETE FROM jobs WHERE response_id = ?", (response_id,))
             for (rid,) in rows:
                 conn.execute("DELETE FROM events WHERE rid = ?", (rid,))
             self._db.heads.drop(response_id)
-            return bool(rows)
+            return bool(rows), jobs.rowcount > 0
 
-        def committed(deleted: bool) -> None:
-            if deleted:
+        def committed(result: tuple[bool, bool]) -> None:
+            if result[0]:
                 self._db.forget(response_id)
+            if result[1]:
+                self._db.revoke(response_id)
 
-        return await self._db.write(remove, committed)
+        deleted, _ = await self._db.write(remove, committed)
+        return deleted
