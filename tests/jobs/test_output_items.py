@@ -295,3 +295,9 @@ async def test_each_summary_index_becomes_its_own_summary_part(storage: Storage)
         {"type": "summary_text", "text": "One. More."},
         {"type": "summary_text", "text": "Two."},
     ]
+
+
+async def test_an_item_the_upstream_cut_short_ends_incomplete(storage: Storage) -> None:
+    snapshot, _ = await run(storage, [TextDelta("cut"), EndItem(incomplete=True), Finish("length")])
+    assert snapshot["status"] == "incomplete"
+    assert snapshot["output"][0]["status"] == "incomplete"

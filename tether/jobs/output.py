@@ -150,8 +150,8 @@ class Output:
         self._emit(ev.output_item_added(index, added, self._seq()))
         self._emit(ev.output_item_done(index, done, self._seq()))
 
-    def end_item(self, _: EndItem) -> None:
-        self.close()
+    def end_item(self, delta: EndItem) -> None:
+        self.close("incomplete" if delta.incomplete else "completed")
 
     # --- closing ------------------------------------------------------------------
 

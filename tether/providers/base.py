@@ -118,7 +118,9 @@ class OutputItem:
 class EndItem:
     """Ends the open output item. Needed only where two items of the same kind follow
     each other (two messages from a Responses upstream); a change of kind ends the
-    item by itself."""
+    item by itself. `incomplete`: the upstream cut the item short (token limit)."""
+
+    incomplete: bool = False
 
 
 @dataclass(frozen=True, slots=True)

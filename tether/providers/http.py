@@ -201,8 +201,8 @@ class StreamingResponse:
                 break
         return body[:limit]
 
-    def release(self) -> None:
-        self._client.release(self._connection)
+    def release(self, *, linger: bool = True) -> None:
+        self._client.release(self._connection, linger=linger)
 
 
 def _expire(waiter: asyncio.Future[None]) -> None:
@@ -226,7 +226,9 @@ class _Request:
         tb: TracebackType | None,
     ) -> None:
         if self._response is not None:
-            self._response.release()
+            # Left by an exception (a cancel, a closed generator): the caller wants no
+            # more of this body, and the upstream should stop generating at once.
+            self._response.release(linger=exc_type is None)
 
 
 class HTTPClient:
@@ -284,13 +286,16 @@ class HTTPClient:
             raise ReadTimedOut(f"no answer within {self._read_timeout:g} seconds") from None
         return StreamingResponse(self, connection, self._read_timeout)
 
-    def release(self, connection: _Connection) -> None:
+    def release(self, connection: _Connection, *, linger: bool = True) -> None:
         """Keep the connection for the next request if its response ended cleanly. A
         reader that stopped at the stream's own end marker (`[DONE]`) usually left only
-        the body's terminator unread: give it a moment to arrive instead of closing."""
+        the body's terminator unread: give it a moment to arrive instead of closing.
+        Without `linger` an unfinished body closes the connection at once."""
         if connection.keep_alive():
             self._keep(connection)
-        elif not connection.complete and connection.lost is None and not connection.closed:
+        elif (
+            linger and not connection.complete and connection.lost is None and not connection.closed
+        ):
             task = asyncio.get_running_loop().create_task(self._linger(connection))
             self._lingering.add(task)
             task.add_done_callback(self._lingering.discard)

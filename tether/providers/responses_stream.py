@@ -205,7 +205,7 @@ class ResponsesStreamReader:
                 out.append(ReasoningDelta("", encrypted_content=encrypted))
                 self._open = True
         if self._open:
-            out.append(EndItem())
+            out.append(EndItem(incomplete=item.get("status") == "incomplete"))
             self._open = False
 
     # --- the end ----------------------------------------------------------------------------
