@@ -36,7 +36,12 @@ class Settings:
     host: str = _setting("127.0.0.1", "Address to bind.")
     port: int = _setting(8000, "Port to bind.")
     store: str = _setting(
-        "sqlite:///tether.db", "Store URL: sqlite:///path.db (default ./tether.db) or memory://."
+        "sqlite:///tether.db",
+        "Store URL: sqlite:///path.db (default ./tether.db), postgresql://user@host/db"
+        "[?schema=NAME], redis://host:6379/0[?prefix=NAME] or memory://.",
+    )
+    worker: bool = _setting(
+        True, "Run a worker in the API process (`tether serve --no-worker`: API only)."
     )
     config: str | None = _setting(None, "Path of a TOML config file ([server], [[models]]).")
     sse_done: bool = _setting(True, "End SSE streams with `data: [DONE]` (Open Responses).")

@@ -117,16 +117,30 @@ api_key = "{UPSTREAM_KEY}"
 
 
 class TetherProcess:
-    """One `tether serve` process; `restart()` reuses its store file and port."""
+    """One `tether serve` process; `restart()` reuses its store file and port.
 
-    def __init__(self, workdir: Path, config: str, extra_env: dict[str, str] | None = None) -> None:
+    `store` (default: a SQLite file in `workdir`) and `role` let several processes
+    share PostgreSQL or Redis: `serve` (API and worker), `api` (`serve --no-worker`)
+    or `worker` (`tether worker`, no HTTP; started once its log says it runs)."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        config: str,
+        extra_env: dict[str, str] | None = None,
+        *,
+        store: str | None = None,
+        role: str = "serve",
+        name: str = "server",
+    ) -> None:
         self.workdir = workdir
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
-        self.store = f"sqlite:///{workdir / 'tether.db'}"
-        self.config_path = workdir / "tether.toml"
+        self.store = store or f"sqlite:///{workdir / 'tether.db'}"
+        self.role = role
+        self.config_path = workdir / f"{name}.toml"
         self.config_path.write_text(config)
-        self.log_path = workdir / "server.log"
+        self.log_path = workdir / f"{name}.log"
         self.extra_env = extra_env or {}
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -143,31 +157,28 @@ class TetherProcess:
             "TETHER_HEARTBEAT_SECONDS": "1",
             **self.extra_env,
         }
+        command = [sys.executable, "-m", "tether"]
+        if self.role == "worker":
+            command += ["worker", "--log-level", "info"]
+        else:
+            command += ["serve", "--port", str(self.port), "--log-level", "warning"]
+            if self.role == "api":
+                command.append("--no-worker")
+        command += ["--store", self.store, "--config", str(self.config_path)]
         with self.log_path.open("ab") as log:
+            started_at = log.tell()
             self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "tether",
-                    "serve",
-                    "--port",
-                    str(self.port),
-                    "--store",
-                    self.store,
-                    "--config",
-                    str(self.config_path),
-                    "--log-level",
-                    "warning",
-                ],
-                cwd=self.workdir,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
+                command, cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT
             )
         deadline = time.monotonic() + STARTUP_SECONDS
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"tether exited at start-up:\n{self.log_path.read_text()}")
+            if self.role == "worker":
+                if b"generating from" in self.log_path.read_bytes()[started_at:]:
+                    return
+                time.sleep(0.05)
+                continue
             try:
                 if httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1).status_code == 200:
                     return

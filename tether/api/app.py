@@ -101,7 +101,9 @@ def create_app(settings: Settings) -> Starlette:
         providers = ProviderRegistry.from_models(settings.models)
         storage = await open_storage(settings.store, sqlite_synchronous=settings.sqlite_synchronous)
         memory = open_memory()
-        worker = Worker([storage, memory], providers, settings)
+        # store=false responses live in this process's memory, so this process always
+        # generates them; stored ones only when it runs a worker (not with --no-worker).
+        worker = Worker([storage, memory] if settings.worker else [memory], providers, settings)
         await worker.start()
         app.state.tether = Context(settings, storage, memory, providers, worker)
         try:

@@ -313,3 +313,4 @@ class Storage:
     jobs: JobQueue
     conversations: ConversationStore
     close: Callable[[], Awaitable[None]]
+    schema_version: int = 0  # of the backend's schema, after the migrations it ran

@@ -24,7 +24,7 @@ from pathlib import Path
 from tether.errors import ConfigError
 from tether.storage.base import Storage
 from tether.storage.sqlite.conversations import SQLiteConversationStore
-from tether.storage.sqlite.database import RECENT_LIMIT, SQLiteDatabase
+from tether.storage.sqlite.database import MIGRATIONS, RECENT_LIMIT, SQLiteDatabase
 from tether.storage.sqlite.jobs import SQLiteJobQueue
 from tether.storage.sqlite.log import SQLiteEventLog
 from tether.storage.sqlite.store import SQLiteResponseStore
@@ -57,4 +57,5 @@ async def open_sqlite(url: str, *, synchronous: str = "NORMAL") -> Storage:
         jobs=SQLiteJobQueue(db),
         conversations=SQLiteConversationStore(db),
         close=db.close,
+        schema_version=len(MIGRATIONS),
     )
