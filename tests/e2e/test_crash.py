@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
-import orjson
 import pytest
 
+from tests.support.frames import FrameReader, event_of
 from tests.support.server import TetherProcess, models_toml
 from tether.providers.fake import LOREM
 
@@ -59,49 +59,6 @@ STEADY_TEXT = " ".join(LOREM[i % len(LOREM)] for i in range(60))
 @pytest.fixture
 def crash_server(make_server: MakeServer, mock_chat_url: str) -> TetherProcess:
     return make_server(models_toml(mock_chat_url) + CRASH_MODELS)
-
-
-# --- reading SSE ----------------------------------------------------------------------------
-
-
-class FrameReader:
-    """Reads the event frames of an SSE body as raw bytes (`event: …\\ndata: …`), as far
-    as asked; keepalive comments are skipped and `data: [DONE]` is noted."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        self._chunks: Iterator[bytes] = response.iter_bytes()
-        self._buffer = b""
-        self.frames: list[bytes] = []
-        self.done = False
-        self.ended = False
-
-    def read(self, count: int | None = None) -> list[bytes]:
-        """Read until at least `count` frames (all of the body if None)."""
-        while count is None or len(self.frames) < count:
-            try:
-                chunk = next(self._chunks)
-            except StopIteration:
-                self.ended = True
-                break
-            self._buffer += chunk
-            while b"\n\n" in self._buffer:
-                frame, self._buffer = self._buffer.split(b"\n\n", 1)
-                if frame.startswith(b":"):
-                    continue
-                if frame == b"data: [DONE]":
-                    self.done = True
-                    continue
-                assert not self.done, f"a frame after [DONE]: {frame!r}"
-                self.frames.append(frame)
-        return self.frames
-
-
-def event_of(frame: bytes) -> dict[str, Any]:
-    name, data = frame.split(b"\n")
-    assert name.startswith(b"event: ") and data.startswith(b"data: "), frame
-    event: dict[str, Any] = orjson.loads(data[len(b"data: ") :])
-    assert event["type"] == name[len(b"event: ") :].decode()
-    return event
 
 
 def replay(server: TetherProcess, response_id: str, after: int | None = None) -> FrameReader:
