@@ -32,6 +32,7 @@ from tether.providers.base import (
     OutputItem,
     ReasoningDelta,
     RefusalDelta,
+    Started,
     TextDelta,
     ToolCallDelta,
     Usage,
@@ -301,3 +302,39 @@ async def test_an_item_the_upstream_cut_short_ends_incomplete(storage: Storage) 
     snapshot, _ = await run(storage, [TextDelta("cut"), EndItem(incomplete=True), Finish("length")])
     assert snapshot["status"] == "incomplete"
     assert snapshot["output"][0]["status"] == "incomplete"
+
+
+class QueuedProvider(DeltaProvider):
+    """A provider with a queue: it reports when a slot took the request."""
+
+    reports_start = True
+
+    def __init__(self, deltas: Sequence[Delta]) -> None:
+        super().__init__(deltas)
+        self.slot = asyncio.Event()
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+        await self.slot.wait()
+        yield Started()
+        async for delta in super().stream(request):
+            yield delta
+
+
+async def test_a_response_stays_queued_until_its_provider_starts(storage: Storage) -> None:
+    new = new_response(background=True)
+    await storage.responses.create(new)
+    stored = await storage.responses.get(new.id)
+    assert stored is not None
+    provider = QueuedProvider([TextDelta("hi"), Finish("stop")])
+    runner = Runner(storage.events, provider, stored, request_from_payload(new.job))
+    task = asyncio.ensure_future(runner.run())
+    await asyncio.sleep(0.1)
+
+    waiting = await storage.responses.get(new.id)
+    assert waiting is not None and waiting.status.value == "queued"
+    provider.slot.set()
+    await asyncio.wait_for(task, 5.0)
+
+    events = [e.payload() for e in await read_all(storage, new.id)]
+    check_stream(events)
+    assert types_of(events)[:3] == ["created", "queued", "in_progress"]

@@ -38,6 +38,7 @@ from tether.providers.base import (
     OutputItem,
     ReasoningDelta,
     RefusalDelta,
+    Started,
     TextDelta,
     ToolCallDelta,
     Usage,
@@ -110,15 +111,22 @@ class Runner:
         snapshot = self._fold.snapshot()
         request = self._request
         output = Output(self, len(snapshot["output"]), max_calls=_max_calls(request))
-        if not self._started:
-            snapshot["status"] = ResponseStatus.IN_PROGRESS.value
-            self.emit(ev.lifecycle(ev.IN_PROGRESS, snapshot, self.next_seq()))
-        elif snapshot["output"]:
+        if self._started and snapshot["output"]:
             request = self._continue(output, snapshot["output"])
+        # A provider with a queue says when a slot took the request: the response
+        # stays `queued` until then.
+        waiting = not self._started and getattr(self._provider, "reports_start", False)
+        if not self._started and not waiting:
+            self._start()
         text, dispatch = output.text, self._dispatch(output)
         reported: Usage | None = None
         finish = "stop"
         async for delta in self._provider.stream(request):
+            if waiting:
+                waiting = False
+                self._start()
+                if type(delta) is Started:
+                    continue
             if type(delta) is TextDelta:
                 text(delta)
                 if len(self._pending) >= MAX_UNCONFIRMED:
@@ -131,6 +139,8 @@ class Runner:
                 dispatch[type(delta)](delta)
                 if len(self._pending) >= MAX_UNCONFIRMED:
                     await self._confirm()
+        if waiting:
+            self._start()
         incomplete = finish in ("length", "content_filter")
         output.close("incomplete" if incomplete else "completed")
         final = self._fold.snapshot()
@@ -153,6 +163,11 @@ class Runner:
             final["completed_at"] = int(time.time())
             self.emit(ev.lifecycle(ev.COMPLETED, final, self.next_seq()))
         await self._drain()
+
+    def _start(self) -> None:
+        snapshot = self._fold.snapshot()
+        snapshot["status"] = ResponseStatus.IN_PROGRESS.value
+        self.emit(ev.lifecycle(ev.IN_PROGRESS, snapshot, self.next_seq()))
 
     def _continue(self, output: Output, items: list[JSONObject]) -> GenerationRequest:
         """The request that continues a response whose worker died mid-output: the

@@ -115,6 +115,13 @@ class OutputItem:
 
 
 @dataclass(frozen=True, slots=True)
+class Started:
+    """Generation has begun (a provider with a queue got a slot). Only providers whose
+    `reports_start` attribute is true yield it, first; until then the response stays
+    `queued`. For the others the runner starts the response at once."""
+
+
+@dataclass(frozen=True, slots=True)
 class EndItem:
     """Ends the open output item. Needed only where two items of the same kind follow
     each other (two messages from a Responses upstream); a change of kind ends the
@@ -142,7 +149,8 @@ class Finish:
 
 
 Delta: TypeAlias = (
-    TextDelta
+    Started
+    | TextDelta
     | RefusalDelta
     | ReasoningDelta
     | ToolCallDelta
