@@ -56,6 +56,11 @@ class NotFoundError(APIError):
     error_type = "invalid_request_error"
 
 
+class PayloadTooLargeError(APIError):
+    status_code = 413
+    error_type = "invalid_request_error"
+
+
 class ConflictError(APIError):
     status_code = 409
     error_type = "invalid_request_error"

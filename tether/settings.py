@@ -55,6 +55,15 @@ class Settings:
     shutdown_grace_seconds: float = _setting(
         10.0, "On SIGTERM, how long running jobs may finish before they are handed back."
     )
+    max_body_bytes: int = _setting(
+        32 * 1024 * 1024, "Largest request body accepted (413 beyond it)."
+    )
+    max_input_items: int = _setting(
+        10_000, "Most input items one response may have, context included (400 beyond)."
+    )
+    max_generation_seconds: float = _setting(
+        3600.0, "Longest a response may generate before it fails (0: no limit)."
+    )
     sqlite_synchronous: str = _setting(
         "NORMAL", "SQLite synchronous: NORMAL survives process crashes, FULL power loss too."
     )
@@ -114,15 +123,18 @@ def read_config_file(path: Path) -> tuple[dict[str, Any], tuple[ModelConfig, ...
             raise ConfigError(
                 f"Config file {path}: every [[models]] needs a 'name' and a 'provider'"
             )
-        window = entry.pop("context_window", None)
-        if window is not None and (
-            not isinstance(window, int) or isinstance(window, bool) or window <= 0
-        ):
-            raise ConfigError(
-                f"Config file {path}: model {name!r}: 'context_window' must be a positive "
-                "number of tokens"
-            )
-        models.append(ModelConfig(name, provider, entry, window))
+        limits = {}
+        for key in ("context_window", "max_output_tokens"):
+            value = entry.pop(key, None)
+            if value is not None and (
+                not isinstance(value, int) or isinstance(value, bool) or value <= 0
+            ):
+                raise ConfigError(
+                    f"Config file {path}: model {name!r}: {key!r} must be a positive "
+                    "number of tokens"
+                )
+            limits[key] = value
+        models.append(ModelConfig(name, provider, entry, **limits))
     return server, tuple(models)
 
 

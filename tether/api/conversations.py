@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tether.api.context import context
+from tether.api.context import context, read_body
 from tether.api.schemas.conversations import (
     parse_add_items,
     parse_create_conversation,
@@ -61,7 +61,7 @@ def _item_not_found(item_id: str, conversation_id: str) -> NotFoundError:
 
 async def create_conversation(request: Request) -> Response:
     conversations = context(request).storage.conversations
-    new = parse_create_conversation(await request.body())
+    new = parse_create_conversation(await read_body(request))
     created = await conversations.create(new_id("conv"), new.metadata, new.items, int(time.time()))
     return _json(_conversation(created))
 
@@ -76,7 +76,7 @@ async def retrieve_conversation(request: Request) -> Response:
 
 async def update_conversation(request: Request) -> Response:
     conversation_id = request.path_params["conversation_id"]
-    metadata = parse_update_conversation(await request.body())
+    metadata = parse_update_conversation(await read_body(request))
     updated = await context(request).storage.conversations.update_metadata(
         conversation_id, metadata
     )
@@ -98,7 +98,7 @@ async def delete_conversation(request: Request) -> Response:
 async def add_items(request: Request) -> Response:
     conversation_id = request.path_params["conversation_id"]
     parse_include(request.query_params.multi_items())
-    items = parse_add_items(await request.body())
+    items = parse_add_items(await read_body(request))
     added = await context(request).storage.conversations.add_items(conversation_id, items)
     return _json(_item_list(added, has_more=False))
 

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 
 import orjson
 from starlette.requests import Request
@@ -20,7 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from tether.api.context import Context, context
+from tether.api.context import Context, context, read_body
 from tether.api.schemas import (
     CreateRequest,
     parse_create_request,
@@ -53,7 +54,7 @@ def json_response(body: bytes, status: int = 200) -> Response:
 async def create_response(request: Request) -> ASGIApp:
     ctx = context(request)
     params = parse_create_request(
-        await request.body(),
+        await read_body(request),
         known_models=ctx.providers,
         hosted_tools=ctx.providers.hosted_tools,
     )
@@ -62,6 +63,10 @@ async def create_response(request: Request) -> ASGIApp:
     snapshot, events = _new_response(params)
     response_id = snapshot["id"]
     generation = _generation_request(params, turn.input_items)
+    if generation.max_output_tokens is None:
+        # The model's ceiling is the limit of a request that sets none (echoed as null).
+        ceiling = ctx.providers.max_output_tokens(params.model)
+        generation = replace(generation, max_output_tokens=ceiling)
     await storage.responses.create(
         NewResponse(
             id=response_id,
@@ -259,7 +264,7 @@ async def count_input_tokens(request: Request) -> Response:
     take — by the model's tokenizer when its provider can count, else estimated."""
     ctx = context(request)
     params = parse_create_request(
-        await request.body(),
+        await read_body(request),
         known_models=ctx.providers,
         hosted_tools=ctx.providers.hosted_tools,
     )

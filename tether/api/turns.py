@@ -53,9 +53,31 @@ async def build_turn(ctx: Context, params: CreateRequest, *, fit: bool = True) -
     new_items = [item for item in params.input_items if item.get("type") != "item_reference"]
     if params.text_format is not None and params.text_format.get("type") == "json_object":
         require_json_mention(items, params.instructions)
+    limit = ctx.settings.max_input_items
+    if len(items) > limit:
+        raise InvalidRequestError(
+            f"This request has {len(items)} input items (with its previous response or "
+            f"conversation); this server takes at most {limit} (setting max_input_items). "
+            "Start a new conversation, or send fewer items.",
+            param="input",
+            code="too_many_input_items",
+        )
+    _check_output_ceiling(ctx, params)
     if fit:
         items = await _fit(ctx, params, items)
     return Turn(items, new_items)
+
+
+def _check_output_ceiling(ctx: Context, params: CreateRequest) -> None:
+    ceiling = ctx.providers.max_output_tokens(params.model)
+    asked = params.max_output_tokens
+    if ceiling is not None and asked is not None and asked > ceiling:
+        raise InvalidRequestError(
+            f"Invalid 'max_output_tokens': model '{params.model}' allows at most {ceiling} "
+            f"output tokens on this server, but got {asked}. Ask for {ceiling} or fewer.",
+            param="max_output_tokens",
+            code="integer_above_max_value",
+        )
 
 
 async def all_input_items(store: ResponseStore, response_id: str) -> list[JSONObject]:

@@ -66,10 +66,13 @@ class Runner:
         request: GenerationRequest,
         *,
         started: bool = False,
+        max_seconds: float = 0.0,
     ) -> None:
         """`started`: an earlier attempt already emitted `response.in_progress` (its
-        worker died); this run continues the response instead of starting it."""
+        worker died); this run continues the response instead of starting it.
+        `max_seconds` (0: none) bounds the generation; beyond it the response fails."""
         self.response_id = stored.id
+        self._max_seconds = max_seconds
         self._started = started
         self._log = log
         self._provider = provider
@@ -92,7 +95,15 @@ class Runner:
         through the store), and `CancelledError` when interrupted."""
         try:
             try:
-                await self._generate()
+                async with asyncio.timeout(self._max_seconds or None):
+                    await self._generate()
+            except TimeoutError:
+                await self._fail(
+                    "server_error",
+                    f"The response was still generating after {self._max_seconds:g} seconds, "
+                    "the most this server allows (setting max_generation_seconds); it was "
+                    "stopped. Ask for less output (max_output_tokens), or raise the limit.",
+                )
             except ProviderError as exc:
                 await self._fail(exc.code, exc.message)
             except (AppendConflictError, StorageError, asyncio.CancelledError):

@@ -210,7 +210,14 @@ class Worker:
             )
             return
         provider = self._providers.get(request.model)
-        runner = Runner(storage.events, provider, stored, request, started=started)
+        runner = Runner(
+            storage.events,
+            provider,
+            stored,
+            request,
+            started=started,
+            max_seconds=self._settings.max_generation_seconds,
+        )
         try:
             await runner.run()
         except Exception as exc:  # the log failed under the runner: end the response clearly

@@ -25,13 +25,15 @@ BUILTIN = {
 @dataclass(frozen=True)
 class ModelConfig:
     """One `[[models]]` entry. `context_window` (tokens) lets Tether check and, with
-    `truncation: "auto"`, trim the input before it reaches the model; `options` go to
-    the provider."""
+    `truncation: "auto"`, trim the input before it reaches the model;
+    `max_output_tokens` caps what a request may ask for (and is the limit when it asks
+    for none); `options` go to the provider."""
 
     name: str
     provider: str
     options: Mapping[str, Any] = field(default_factory=dict)
     context_window: int | None = None
+    max_output_tokens: int | None = None  # the ceiling a request may ask for
 
 
 DEFAULT_MODELS = (ModelConfig("fake", "fake"),)
@@ -84,6 +86,10 @@ class ProviderRegistry:
     def context_window(self, name: str) -> int | None:
         config = self._configs.get(name)
         return None if config is None else config.context_window
+
+    def max_output_tokens(self, name: str) -> int | None:
+        config = self._configs.get(name)
+        return None if config is None else config.max_output_tokens
 
     @property
     def hosted_tools(self) -> frozenset[str]:
