@@ -687,7 +687,14 @@ async def test_watch_revoked_fires_for_terminate_and_delete_only(
     storage: Storage, create: CreateResponse
 ) -> None:
     revoked: list[str] = []
-    storage.jobs.watch_revoked(revoked.append)
+    both = asyncio.Event()
+
+    def note(response_id: str) -> None:
+        revoked.append(response_id)
+        if len(revoked) >= 2:
+            both.set()
+
+    storage.jobs.watch_revoked(note)
     cancelled, deleted, finished = await create(), await create(), await create()
     await storage.jobs.claim("w", 3, 30.0)
 
@@ -697,9 +704,7 @@ async def test_watch_revoked_fires_for_terminate_and_delete_only(
     await script.append(storage, script.start() + script.text("x") + script.complete())
     await storage.responses.terminate(cancelled.id, ResponseStatus.CANCELLED)  # no job left
 
-    async with asyncio.timeout(5.0):
-        while len(revoked) < 2:
-            await asyncio.sleep(0.01)
+    await asyncio.wait_for(both.wait(), 5.0)
     await asyncio.sleep(0.1)
     assert sorted(revoked) == sorted([cancelled.id, deleted.id])
 

@@ -2,9 +2,9 @@
 
 `OPENERS` maps a backend's test name to an async opener taking the test's
 `tmp_path`. Every storage fixture (the contract suite, the runner and worker
-tests) is parametrized over its keys, so adding PostgreSQL or Redis is one entry
-here — e.g. `"postgres": _open_postgres` that opens `TETHER_TEST_POSTGRES_URL`
-(or skips when it is unset) and empties the schema first.
+tests) is parametrized over its keys. PostgreSQL and Redis open a fresh schema /
+key prefix per test (see `tests.support.services`) and skip when the service is
+unreachable, unless `TETHER_TEST_REQUIRE_SERVICES=1`.
 """
 
 from __future__ import annotations
@@ -41,7 +41,24 @@ async def _open_sqlite(tmp_path: Path) -> Storage:
     return await open_storage(f"sqlite:///{tmp_path}/t.db")
 
 
-OPENERS: dict[str, Opener] = {"memory": _open_memory, "sqlite": _open_sqlite}
+async def _open_postgres(tmp_path: Path) -> Storage:
+    from tests.support.services import open_test_postgres
+
+    return await open_test_postgres()
+
+
+async def _open_redis(tmp_path: Path) -> Storage:
+    from tests.support.services import open_test_redis
+
+    return await open_test_redis()
+
+
+OPENERS: dict[str, Opener] = {
+    "memory": _open_memory,
+    "sqlite": _open_sqlite,
+    "postgres": _open_postgres,
+    "redis": _open_redis,
+}
 
 
 # --- builders -------------------------------------------------------------------
