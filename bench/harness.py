@@ -19,6 +19,7 @@ import orjson
 
 from bench.loadgen import Phase
 from bench.servers import Server, child_env, mock_server, tether_config, tether_server
+from bench.services import Namespaces
 
 UNPACED_MODEL = "t256-r0"
 FAKE_UNPACED_MODEL = "fake-t256"  # Tether's built-in model: one event per token, no upstream
@@ -192,6 +193,8 @@ class Bench:
         self.default_store = f"sqlite:///{workdir / 'tether.db'}"
         self._tethers: dict[str, Server] = {}
         self._started = 0
+        self._namespaces = Namespaces()
+        self._service_stores: dict[str, str | None] = {}
         self.mock = mock_server(workdir).start()
         self.config = workdir / "tether.toml"
         self.config.write_text(
@@ -213,6 +216,12 @@ class Bench:
         if server is None:
             server = self._tethers[store] = self._start_tether(store)
         return server
+
+    def service_store(self, kind: str) -> str | None:
+        """This run's store URL on PostgreSQL or Redis (None: the service is down)."""
+        if kind not in self._service_stores:
+            self._service_stores[kind] = self._namespaces.store(kind)
+        return self._service_stores[kind]
 
     def fresh_tether(self, name: str) -> Server:
         """A new Tether process with its own SQLite file (for RSS figures that start clean)."""
@@ -260,6 +269,7 @@ class Bench:
         for server in self._tethers.values():
             server.stop()
         self.mock.stop()
+        self._namespaces.drop_all()
 
     def remove_workdir(self) -> None:
         shutil.rmtree(self.workdir, ignore_errors=True)
