@@ -403,3 +403,24 @@ async def test_chat_request_asks_for_logprobs_when_included(
     body = await sent_body(make_provider(), req, mock_chat_url)
 
     assert (body["logprobs"], body["top_logprobs"]) == (True, sent)
+
+
+# --- crash continuation -----------------------------------------------------------------
+
+
+async def test_chat_continuation_is_an_assistant_prefill_when_enabled(
+    make_provider: MakeProvider, mock_chat_url: str
+) -> None:
+    plain = make_provider()
+    assert plain.supports_continuation is False
+    provider = make_provider(continue_final_message=True)
+    assert provider.supports_continuation is True
+    req = request(message("user", text("hi")), continuation="Hello wo")
+
+    body = await sent_body(provider, req, mock_chat_url)
+
+    assert body["messages"][-1] == {"role": "assistant", "content": "Hello wo"}
+    assert body["continue_final_message"] is True
+    assert body["add_generation_prompt"] is False
+    normal = await sent_body(provider, request(message("user", text("hi"))), mock_chat_url)
+    assert "continue_final_message" not in normal
