@@ -184,12 +184,14 @@ async def test_chat_rejects_unknown_content_parts(make_provider: MakeProvider) -
 
 
 async def test_chat_maps_http_500_to_server_error(make_provider: MakeProvider) -> None:
-    deltas, error = await collect_until_error(make_provider("status-500"), request(user("x")))
+    provider = make_provider("status-500", max_retries=0)
+    deltas, error = await collect_until_error(provider, request(user("x")))
 
     assert deltas == []
     assert (error.code, error.status) == ("server_error", 500)
-    assert (
-        error.message == "Upstream model 'tether-model' returned HTTP 500: mock upstream error 500"
+    assert error.message == (
+        "Upstream model 'tether-model' returned HTTP 500: mock upstream error 500 "
+        "(gave up after 1 attempt; max_retries = 0)"
     )
 
 
@@ -201,10 +203,11 @@ async def test_chat_maps_http_429_to_rate_limit_exceeded(make_provider: MakeProv
 
 
 async def test_chat_reports_plain_text_error_bodies(make_provider: MakeProvider) -> None:
-    _, error = await collect_until_error(make_provider("status-text-502"), request(user("x")))
+    provider = make_provider("status-text-502", max_retries=0)
+    _, error = await collect_until_error(provider, request(user("x")))
 
     assert (error.code, error.status) == ("server_error", 502)
-    assert error.message.endswith("HTTP 502: mock upstream plain failure 502")
+    assert "HTTP 502: mock upstream plain failure 502 (gave up after 1 attempt" in error.message
 
 
 async def test_chat_fails_after_first_deltas_when_connection_drops(

@@ -431,12 +431,13 @@ def test_responses_passes_other_item_types_as_given() -> None:
 async def test_responses_maps_http_errors_before_the_stream(
     make_provider: MakeProvider, model: str, code: str, status: int
 ) -> None:
-    deltas, error = await collect_until_error(make_provider(model))
+    deltas, error = await collect_until_error(make_provider(model, max_retries=0))
 
     assert deltas == []
     assert (error.code, error.status) == (code, status)
     assert error.message == (
-        f"Upstream model 'tether-model' returned HTTP {status}: mock upstream error {status}"
+        f"Upstream model 'tether-model' returned HTTP {status}: mock upstream error {status} "
+        "(gave up after 1 attempt; max_retries = 0)"
     )
 
 

@@ -90,7 +90,7 @@ provider = "chat"
 base_url = "{mock_chat_url}"
 upstream_model = "{upstream}"
 api_key = "{UPSTREAM_KEY}"
-"""
+""" + ("max_retries = 0\n" if upstream.startswith("status-") else "")
     if mock_responses_url:
         for name, upstream in [
             ("resp-text", "text-20"),
@@ -112,7 +112,7 @@ provider = "responses"
 base_url = "{mock_responses_url}"
 upstream_model = "{upstream}"
 api_key = "{UPSTREAM_KEY}"
-"""
+""" + ("max_retries = 0\n" if upstream.startswith("status-") else "")
     return text
 
 

@@ -14,9 +14,17 @@ Every failure is a `ProviderError` whose message names the Tether model: input t
 upstream cannot take (`code="invalid_prompt"`), an HTTP status >= 400
 (`rate_limit_exceeded` for 429, else `server_error`; `status` set), an unreachable
 upstream, a timeout, a connection dropped mid-stream, an `error` chunk, malformed JSON,
-or a stream that ends without a finish reason. The HTTP client is
-`tether.providers.http` (lean, keep-alive); none of its exceptions escape. The API key
-is sent as `Authorization: Bearer …` and never appears in a message or a repr.
+an SSE line over 8 MiB, or a stream that ends without a finish reason. The HTTP client
+is `tether.providers.http` (lean, keep-alive); none of its exceptions escape. The API
+key is sent as `Authorization: Bearer …` and never appears in a message or a repr.
+
+Retries and timeouts (`tether.providers.retry`): a call that fails before its first
+token — no connection, HTTP 429/500/502/503/504, a connection dropped before the
+first token — is retried with exponential backoff and jitter, honouring Retry-After,
+up to `max_retries` (default 2) within `retry_budget_seconds` (default 30); nothing
+is retried after the first token. `first_token_timeout_seconds` bounds the wait for
+the first token and `inter_token_timeout_seconds` the silence after it (both default
+to `timeout_seconds`, 600); a hung upstream fails with a message naming the option.
 
 With `continue_final_message = true` (vLLM), a response whose worker died inside an
 assistant message continues it: the partial text goes upstream as a final assistant
@@ -31,6 +39,7 @@ Sections: options (`ChatConfig`), the provider, token counting, error bodies.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
@@ -44,12 +53,14 @@ from tether.errors import ConfigError, ProviderError
 from tether.providers.base import Delta, Finish, FinishReason, GenerationRequest
 from tether.providers.chat_messages import chat_body, chat_messages, chat_tools
 from tether.providers.chat_stream import ChatStreamReader
-from tether.providers.http import (
-    ConnectFailed,
-    HTTPClient,
-    ReadTimedOut,
-    StreamingResponse,
-    UpstreamHTTPError,
+from tether.providers.http import HTTPClient, StreamingResponse, UpstreamHTTPError
+from tether.providers.retry import (
+    OPTION_TYPES,
+    Attempts,
+    RetryPolicy,
+    Timeouts,
+    status_failure,
+    transport_failure,
 )
 
 P = ParamSpec("P")
@@ -64,7 +75,9 @@ _OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "headers": (dict,),
     "tokenize_url": (str,),
     "continue_final_message": (bool,),
+    **OPTION_TYPES,
 }
+_PATH = "/chat/completions"
 _CONNECT_TIMEOUT = 10.0
 _ERROR_BODY_LIMIT = 64 * 1024
 _TOKENIZE_BODY_LIMIT = 32 * 1024 * 1024  # vLLM answers every token id, not only the count
@@ -93,6 +106,8 @@ class ChatConfig:
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     tokenize_url: str | None = None
     continue_final_message: bool = False
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
 
     @classmethod
     def from_options(
@@ -110,8 +125,7 @@ class ChatConfig:
                 raise ConfigError(f"{where}: unknown option '{key}'; known options: {known}.")
             types = _OPTION_TYPES[key]
             if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-                kind = "a number" if key == "timeout_seconds" else types[0].__name__
-                raise ConfigError(f"{where}: option '{key}' must be {kind}.")
+                raise ConfigError(f"{where}: option '{key}' must be {option_kind(types)}.")
         base_url = options.get("base_url")
         if not base_url:
             raise ConfigError(
@@ -136,7 +150,18 @@ class ChatConfig:
             headers=dict(headers),
             tokenize_url=tokenize_url,
             continue_final_message=options.get("continue_final_message", False),
+            timeouts=Timeouts.from_options(where, options, timeout),
+            retry=RetryPolicy.from_options(where, options),
         )
+
+
+def option_kind(types: tuple[type, ...]) -> str:
+    """What an option of these types must be, for error messages."""
+    if float in types:
+        return "a number"
+    return {int: "an integer", bool: "true or false", str: "a string"}.get(
+        types[0], types[0].__name__
+    )
 
 
 def _check_url(where: str, key: str, value: str) -> None:
@@ -179,7 +204,9 @@ class ChatProvider:
         # Crash continuation sends the partial message as an assistant prefill
         # (vLLM: continue_final_message); only upstreams that support it opt in.
         self.supports_continuation = config.continue_final_message
-        self._client = self._http_client(config.base_url, "text/event-stream")
+        self._client = self._http_client(
+            config.base_url, "text/event-stream", config.timeouts.inter_token
+        )
 
     @classmethod
     def from_options(
@@ -203,25 +230,37 @@ class ChatProvider:
         await self._client.aclose()
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
-        """Generate via the upstream; raises `ProviderError` on any failure, also mid-stream."""
+        """Generate via the upstream; raises `ProviderError` on any failure, also mid-stream.
+        Failures before the first delta are retried (see the module docstring)."""
         body = orjson.dumps(self._mapped(chat_body, request, self.config.upstream_model))
-        reader = ChatStreamReader(self.error)
-        started = False
-        try:
-            async with self._client.post("/chat/completions", body) as response:
-                started = True
-                if response.status >= 400:
-                    raise await self._status_error(response)
-                async for chunk in response.chunks():
-                    for delta in reader.feed(chunk):
-                        yield delta
-                    if reader.done:
-                        break
-                else:
-                    for delta in reader.feed(b"\n"):  # a last line without its newline
-                        yield delta
-        except UpstreamHTTPError as exc:
-            raise self._transport_error(exc, started=started) from None
+        attempts = Attempts(self.config.retry)
+        loop = asyncio.get_running_loop()
+        while True:
+            reader = ChatStreamReader(self.error)
+            emitted = False
+            deadline = loop.time() + self.config.timeouts.first_token
+            try:
+                async with self._client.post(_PATH, body, deadline=deadline) as response:
+                    if response.status >= 400:
+                        raise status_failure(await self._status_error(response), response.headers)
+                    async for chunk in response.chunks():
+                        deltas = reader.feed(chunk)
+                        if not emitted and deltas:
+                            # The first token: from now on only silence times out.
+                            emitted, response.deadline = True, None
+                        for delta in deltas:
+                            yield delta
+                        if reader.done:
+                            break
+                    else:
+                        for delta in reader.feed(b"\n"):  # a last line without its newline
+                            yield delta
+                break
+            except UpstreamHTTPError as exc:
+                failure = self._transport_error(exc, emitted=emitted)
+            except ProviderError as exc:
+                failure = exc
+            await attempts.failed(failure)
         if reader.finish_reason is None:
             raise self.error(
                 "failed: upstream closed the stream before finishing (no finish_reason)"
@@ -257,7 +296,7 @@ class ChatProvider:
                 code="invalid_prompt",
             ) from None
 
-    def _http_client(self, url: str, accept: str) -> HTTPClient:
+    def _http_client(self, url: str, accept: str, read_timeout: float) -> HTTPClient:
         config = self.config
         headers = {**config.headers, "accept": accept, "content-type": "application/json"}
         if config.api_key:
@@ -266,7 +305,7 @@ class ChatProvider:
             url,
             headers,
             connect_timeout=min(_CONNECT_TIMEOUT, config.timeout_seconds),
-            read_timeout=config.timeout_seconds,
+            read_timeout=read_timeout,
         )
 
     async def _status_error(self, response: StreamingResponse) -> ProviderError:
@@ -275,18 +314,9 @@ class ChatProvider:
         code = "rate_limit_exceeded" if status == 429 else "server_error"
         return self.error(f"returned HTTP {status}: {message}", code=code, status=status)
 
-    def _transport_error(self, exc: UpstreamHTTPError, *, started: bool) -> ProviderError:
+    def _transport_error(self, exc: UpstreamHTTPError, *, emitted: bool) -> ProviderError:
         at = f"at {_without_userinfo(self.config.base_url)}"
-        if isinstance(exc, ConnectFailed):
-            return self.error(f"could not be reached {at}: {exc}")
-        if isinstance(exc, ReadTimedOut):
-            seconds = f"{self.config.timeout_seconds:g}"
-            if started:
-                return self.error(f"{at} stalled mid-stream: no data for {seconds} seconds")
-            return self.error(f"{at} did not answer within {seconds} seconds")
-        if started:
-            return self.error(f"{at} dropped the connection mid-stream: {exc}")
-        return self.error(f"could not be reached {at}: {exc}")
+        return transport_failure(self.error, at, self.config.timeouts, exc, emitted=emitted)
 
 
 # --- token counting --------------------------------------------------------------------
@@ -304,7 +334,7 @@ class TokenizingChatProvider(ChatProvider):
         self._tokenize_path = (url.path or "/") + (f"?{url.query}" if url.query else "")
         self._tokenize_at = f"at {_without_userinfo(config.tokenize_url)}"
         origin = urlunsplit((url.scheme, url.netloc, "", "", ""))
-        self._tokenizer = self._http_client(origin, "application/json")
+        self._tokenizer = self._http_client(origin, "application/json", config.timeout_seconds)
 
     async def aclose(self) -> None:
         await self._tokenizer.aclose()

@@ -7,9 +7,15 @@ the rest of Tether's per-token work. This client is an `asyncio.Protocol` fed to
 httptools' C parser: a read costs a callback and, when the reader is waiting, one
 future; the read timeout is one timer handle per wait, with no cancel scopes.
 
+A request may carry a deadline (a loop time): the answer's headers and its body must
+come by then, whatever arrives meanwhile, until the reader moves or clears
+`StreamingResponse.deadline`; without one, each wait is bounded by `read_timeout`.
+(The providers use the deadline for the first token, then the read timeout.)
+
 Errors (all `UpstreamHTTPError`): `ConnectFailed` (could not connect or TLS failed),
-`ReadTimedOut` (no byte for `read_timeout` seconds), `ConnectionDropped` (closed or
-broken before the body ended). Plain `http://` and `https://`; no proxies.
+`ReadTimedOut` (no byte for `read_timeout` seconds, or the deadline passed),
+`ConnectionDropped` (closed or broken before the body ended). Plain `http://` and
+`https://`; no proxies.
 """
 
 from __future__ import annotations
@@ -161,12 +167,23 @@ class _Connection(asyncio.Protocol):
 
 
 class StreamingResponse:
-    """An upstream response being read: `status`, `headers`, then `chunks()`."""
+    """An upstream response being read: `status`, `headers`, then `chunks()`.
 
-    def __init__(self, client: HTTPClient, connection: _Connection, read_timeout: float) -> None:
+    `deadline` (a loop time, or None) is the request's deadline; while it is set, no
+    chunk is given after it and waits end at it instead of after `read_timeout`. The
+    reader may move or clear it between chunks."""
+
+    def __init__(
+        self,
+        client: HTTPClient,
+        connection: _Connection,
+        read_timeout: float,
+        deadline: float | None = None,
+    ) -> None:
         self._client = client
         self._connection = connection
         self._read_timeout = read_timeout
+        self.deadline = deadline
         self.status = connection.status
         self.headers = connection.headers
 
@@ -177,6 +194,8 @@ class StreamingResponse:
         while True:
             chunk = connection.take()
             if chunk is not None:
+                if self.deadline is not None and loop.time() >= self.deadline:
+                    raise ReadTimedOut("the deadline passed")
                 yield chunk
                 continue
             if connection.complete:
@@ -184,13 +203,17 @@ class StreamingResponse:
             if connection.lost is not None:
                 raise connection.lost
             waiter = connection.waiter()
-            timer = loop.call_at(connection.last_read + self._read_timeout, _expire, waiter)
+            deadline = self.deadline
+            at = connection.last_read + self._read_timeout if deadline is None else deadline
+            timer = loop.call_at(at, _expire, waiter)
             try:
                 await waiter
             finally:
                 timer.cancel()
             if not connection.chunks and not connection.complete and connection.lost is None:
-                # The timer fired: no byte for read_timeout seconds.
+                # The timer fired: no byte for read_timeout seconds, or the deadline passed.
+                if deadline is not None:
+                    raise ReadTimedOut("the deadline passed")
                 raise ReadTimedOut(f"no data for {self._read_timeout:g} seconds")
 
     async def read(self, limit: int) -> bytes:
@@ -211,12 +234,13 @@ def _expire(waiter: asyncio.Future[None]) -> None:
 
 
 class _Request:
-    def __init__(self, client: HTTPClient, path: str, body: bytes) -> None:
+    def __init__(self, client: HTTPClient, path: str, body: bytes, deadline: float | None) -> None:
         self._client, self._path, self._body = client, path, body
+        self._deadline = deadline
         self._response: StreamingResponse | None = None
 
     async def __aenter__(self) -> StreamingResponse:
-        self._response = await self._client.send(self._path, self._body)
+        self._response = await self._client.send(self._path, self._body, deadline=self._deadline)
         return self._response
 
     async def __aexit__(
@@ -259,13 +283,16 @@ class HTTPClient:
     def __repr__(self) -> str:
         return f"<HTTPClient {self._host}:{self._port} idle={len(self._idle)}>"
 
-    def post(self, path: str, body: bytes) -> _Request:
+    def post(self, path: str, body: bytes, *, deadline: float | None = None) -> _Request:
         """`async with client.post(path, body) as response:` — status and headers are read;
         the body is read with `response.chunks()`; leaving the block releases the
-        connection (kept alive only if the body was read to its end)."""
-        return _Request(self, path, body)
+        connection (kept alive only if the body was read to its end). With a `deadline`
+        (loop time), headers and body must come by then (see `StreamingResponse`)."""
+        return _Request(self, path, body, deadline)
 
-    async def send(self, path: str, body: bytes) -> StreamingResponse:
+    async def send(
+        self, path: str, body: bytes, *, deadline: float | None = None
+    ) -> StreamingResponse:
         request = (
             f"POST {self._prefix}{path} HTTP/1.1\r\n{self._head}content-length: {len(body)}\r\n\r\n"
         ).encode("latin-1") + body
@@ -273,18 +300,26 @@ class HTTPClient:
         reused = connection is not None
         if connection is None:
             connection = await self._connect()
+        loop = asyncio.get_running_loop()
+        timeout = self._read_timeout if deadline is None else max(0.0, deadline - loop.time())
         try:
-            await asyncio.wait_for(connection.start(request), self._read_timeout)
+            await asyncio.wait_for(connection.start(request), timeout)
         except ConnectionDropped:
             if not reused:
                 raise
             # A kept-alive connection the server had closed: one retry on a new one.
             connection = await self._connect()
-            await asyncio.wait_for(connection.start(request), self._read_timeout)
+            if deadline is not None:
+                timeout = max(0.0, deadline - loop.time())
+            try:
+                await asyncio.wait_for(connection.start(request), timeout)
+            except TimeoutError:
+                self._close(connection)
+                raise ReadTimedOut(f"no answer within {timeout:g} seconds") from None
         except TimeoutError:
             self._close(connection)
-            raise ReadTimedOut(f"no answer within {self._read_timeout:g} seconds") from None
-        return StreamingResponse(self, connection, self._read_timeout)
+            raise ReadTimedOut(f"no answer within {timeout:g} seconds") from None
+        return StreamingResponse(self, connection, self._read_timeout, deadline)
 
     def release(self, connection: _Connection, *, linger: bool = True) -> None:
         """Keep the connection for the next request if its response ended cleanly. A

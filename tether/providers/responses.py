@@ -31,11 +31,22 @@ Every failure is a `ProviderError` whose message names the Tether model, with th
 same HTTP and transport mapping as the `chat` provider (429 → `rate_limit_exceeded`,
 else `server_error`); the API key never appears in a message or a repr.
 
+Retries and timeouts are the `chat` provider's (`tether.providers.retry`): a stream
+that fails before its first token — no connection, HTTP 429/500/502/503/504, a
+connection dropped before the first token — is retried with exponential backoff and
+jitter, honouring Retry-After, up to `max_retries` (default 2) within
+`retry_budget_seconds` (default 30); nothing is retried after the first token (the
+upstream's `response.created` and other events without content are no token).
+`first_token_timeout_seconds` bounds the wait for the first token and
+`inter_token_timeout_seconds` the silence after it (both default to
+`timeout_seconds`, 600).
+
 Sections: options (`ResponsesConfig`), the provider, the request body.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -47,15 +58,22 @@ import orjson
 from tether.domain.types import JSONObject
 from tether.errors import ConfigError, ProviderError
 from tether.providers.base import Delta, Finish, GenerationRequest
-from tether.providers.chat import _api_key, _error_message, _without_userinfo
+from tether.providers.chat import _api_key, _error_message, _without_userinfo, option_kind
 from tether.providers.http import (
-    ConnectFailed,
     HTTPClient,
     ReadTimedOut,
     StreamingResponse,
     UpstreamHTTPError,
 )
 from tether.providers.responses_stream import ResponsesStreamReader
+from tether.providers.retry import (
+    OPTION_TYPES,
+    Attempts,
+    RetryPolicy,
+    Timeouts,
+    status_failure,
+    transport_failure,
+)
 
 _OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "base_url": (str,),
@@ -65,6 +83,7 @@ _OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "timeout_seconds": (int, float),
     "headers": (dict,),
     "upstream_store": (bool,),
+    **OPTION_TYPES,
 }
 _CONNECT_TIMEOUT = 10.0
 _ERROR_BODY_LIMIT = 64 * 1024
@@ -87,6 +106,8 @@ class ResponsesConfig:
     timeout_seconds: float = 600.0
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     upstream_store: bool = False
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
 
     @classmethod
     def from_options(
@@ -104,10 +125,7 @@ class ResponsesConfig:
                 raise ConfigError(f"{where}: unknown option '{key}'; known options: {known}.")
             types = _OPTION_TYPES[key]
             if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-                kind = {"timeout_seconds": "a number", "upstream_store": "true or false"}.get(
-                    key, types[0].__name__
-                )
-                raise ConfigError(f"{where}: option '{key}' must be {kind}.")
+                raise ConfigError(f"{where}: option '{key}' must be {option_kind(types)}.")
         base_url = options.get("base_url")
         if not base_url:
             raise ConfigError(
@@ -139,6 +157,8 @@ class ResponsesConfig:
             timeout_seconds=timeout,
             headers=dict(headers),
             upstream_store=options.get("upstream_store", False),
+            timeouts=Timeouts.from_options(where, options, timeout),
+            retry=RetryPolicy.from_options(where, options),
         )
 
 
@@ -165,7 +185,7 @@ class ResponsesProvider:
             config.base_url,
             headers,
             connect_timeout=min(_CONNECT_TIMEOUT, config.timeout_seconds),
-            read_timeout=config.timeout_seconds,
+            read_timeout=config.timeouts.inter_token,
         )
 
     @classmethod
@@ -188,25 +208,37 @@ class ResponsesProvider:
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
         """Generate via the upstream; raises `ProviderError` on any failure, also mid-stream
-        (after yielding the deltas that came before it)."""
+        (after yielding the deltas that came before it). Failures before the first delta
+        are retried (see the module docstring)."""
         body = orjson.dumps(self._body(request))
-        reader = ResponsesStreamReader(self.error)
-        started = False
-        try:
-            async with self._client.post("/responses", body) as response:
-                started = True
-                if response.status >= 400:
-                    raise await self._status_error(response)
-                async for chunk in response.chunks():
-                    for delta in reader.feed(chunk):
-                        yield delta
-                    if reader.done:
-                        break
-                else:
-                    for delta in reader.feed(b"\n"):  # a last line without its newline
-                        yield delta
-        except UpstreamHTTPError as exc:
-            raise self._transport_error(exc, started=started) from None
+        attempts = Attempts(self.config.retry)
+        loop = asyncio.get_running_loop()
+        while True:
+            reader = ResponsesStreamReader(self.error)
+            emitted = False
+            deadline = loop.time() + self.config.timeouts.first_token
+            try:
+                async with self._client.post("/responses", body, deadline=deadline) as response:
+                    if response.status >= 400:
+                        raise status_failure(await self._status_error(response), response.headers)
+                    async for chunk in response.chunks():
+                        deltas = reader.feed(chunk)
+                        if not emitted and deltas:
+                            # The first token: from now on only silence times out.
+                            emitted, response.deadline = True, None
+                        for delta in deltas:
+                            yield delta
+                        if reader.done:
+                            break
+                    else:
+                        for delta in reader.feed(b"\n"):  # a last line without its newline
+                            yield delta
+                break
+            except UpstreamHTTPError as exc:
+                failure = self._transport_error(exc, emitted=emitted)
+            except ProviderError as exc:
+                failure = exc
+            await attempts.failed(failure)
         if reader.failure is not None:
             raise reader.failure
         if reader.finish is None:
@@ -222,10 +254,11 @@ class ResponsesProvider:
         """The upstream's count of the request's input tokens; raises `ProviderError` when
         the upstream cannot count (e.g. vLLM and Ollama have no such endpoint)."""
         body = orjson.dumps(self._count_body(request))
-        started = False
+        deadline = asyncio.get_running_loop().time() + self.config.timeout_seconds
         try:
-            async with self._client.post("/responses/input_tokens", body) as response:
-                started = True
+            async with self._client.post(
+                "/responses/input_tokens", body, deadline=deadline
+            ) as response:
                 if response.status in (404, 405):
                     message = _error_message(await response.read(_ERROR_BODY_LIMIT))
                     raise self.error(
@@ -237,7 +270,14 @@ class ResponsesProvider:
                     raise await self._status_error(response)
                 raw = await response.read(_ERROR_BODY_LIMIT)
         except UpstreamHTTPError as exc:
-            raise self._transport_error(exc, started=started) from None
+            at = f"at {_without_userinfo(self.config.base_url)}"
+            if isinstance(exc, ReadTimedOut):
+                seconds = self.config.timeout_seconds
+                raise self.error(
+                    f"{at} did not count input tokens within {seconds:g} seconds"
+                    " (option timeout_seconds)"
+                ) from None
+            raise self.error(f"could not be reached {at} to count input tokens: {exc}") from None
         try:
             tokens = orjson.loads(raw).get("input_tokens")
         except (orjson.JSONDecodeError, AttributeError):
@@ -266,18 +306,9 @@ class ResponsesProvider:
         code = "rate_limit_exceeded" if status == 429 else "server_error"
         return self.error(f"returned HTTP {status}: {message}", code=code, status=status)
 
-    def _transport_error(self, exc: UpstreamHTTPError, *, started: bool) -> ProviderError:
+    def _transport_error(self, exc: UpstreamHTTPError, *, emitted: bool) -> ProviderError:
         at = f"at {_without_userinfo(self.config.base_url)}"
-        if isinstance(exc, ConnectFailed):
-            return self.error(f"could not be reached {at}: {exc}")
-        if isinstance(exc, ReadTimedOut):
-            seconds = f"{self.config.timeout_seconds:g}"
-            if started:
-                return self.error(f"{at} stalled mid-stream: no data for {seconds} seconds")
-            return self.error(f"{at} did not answer within {seconds} seconds")
-        if started:
-            return self.error(f"{at} dropped the connection mid-stream: {exc}")
-        return self.error(f"could not be reached {at}: {exc}")
+        return transport_failure(self.error, at, self.config.timeouts, exc, emitted=emitted)
 
     # --- the request body --------------------------------------------------------------
 
