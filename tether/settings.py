@@ -64,6 +64,29 @@ class Settings:
     max_generation_seconds: float = _setting(
         3600.0, "Longest a response may generate before it fails (0: no limit)."
     )
+    idempotency_seconds: float = _setting(
+        86400.0, "How long an Idempotency-Key keeps answering with its response (24 h)."
+    )
+    api_keys: str = _setting(
+        "",
+        "Static API keys: 'project=key,project2=key2' (keys of 16+ characters), besides the "
+        "keys `tether keys create` stores.",
+    )
+    admin_key: str = _setting(
+        "", "The key that manages API keys over HTTP (/admin/keys); 16+ characters."
+    )
+    insecure_no_auth: bool = _setting(
+        False, "Serve a non-loopback address with no API keys (anyone reaching it may use it)."
+    )
+    key_cache_seconds: float = _setting(
+        10.0, "How long a process trusts a key lookup: a revoked key stops within this."
+    )
+    max_in_flight_per_key: int = _setting(
+        0, "Responses one key may have generating at once, per process (0: no limit)."
+    )
+    requests_per_minute_per_key: int = _setting(
+        0, "Requests one key may make per minute, per process (0: no limit)."
+    )
     sqlite_synchronous: str = _setting(
         "NORMAL", "SQLite synchronous: NORMAL survives process crashes, FULL power loss too."
     )

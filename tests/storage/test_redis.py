@@ -26,8 +26,8 @@ from tether.domain import events as ev
 from tether.domain.response import ResponseStatus
 from tether.errors import AppendConflictError, ConfigError, NotFoundError, StorageError
 from tether.storage.base import Storage
+from tether.storage.redis import SCHEMA_VERSION, migrate, open_redis, parse_url
 from tether.storage.redis import log as redis_log
-from tether.storage.redis import migrate, open_redis, parse_url
 from tether.storage.redis.keys import Keys
 from tether.streaming.tail import tail
 
@@ -435,10 +435,10 @@ def test_parse_url_refuses_bad_settings_saying_what_to_write(url: str, words: st
 async def test_migrate_sets_the_schema_version_once(prefix: str, admin: redis.Redis) -> None:
     url = url_with_prefix(REDIS_URL, prefix)
     try:
-        assert await asyncio.gather(*(migrate(url) for _ in range(5))) == [1] * 5
-        assert await admin.get(Keys(prefix).schema) == b"1"
+        assert await asyncio.gather(*(migrate(url) for _ in range(5))) == [SCHEMA_VERSION] * 5
+        assert await admin.get(Keys(prefix).schema) == str(SCHEMA_VERSION).encode()
         storage = await open_redis(url)
-        assert storage.schema_version == 1
+        assert storage.schema_version == SCHEMA_VERSION
         await storage.close()
     finally:
         await admin.delete(Keys(prefix).schema)

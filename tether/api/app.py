@@ -1,5 +1,5 @@
-"""The ASGI application: routes, error mapping, and the lifespan that opens the
-stores, builds the providers and runs the worker."""
+"""The ASGI application: routes, error mapping, API keys at the door (`auth`), and
+the lifespan that opens the stores, builds the providers and runs the worker."""
 
 from __future__ import annotations
 
@@ -16,8 +16,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tether.api import conversations, responses
+from tether.api import admin, conversations, responses
+from tether.api.auth import Authenticator, AuthMiddleware
 from tether.api.context import Context, context
+from tether.api.limits import Limits
+from tether.api.openapi import openapi_json
 from tether.errors import APIError
 from tether.jobs.worker import Worker
 from tether.providers.registry import ProviderRegistry
@@ -40,7 +43,10 @@ def _error(
 async def api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, APIError)
     return Response(
-        orjson.dumps(exc.to_dict()), status_code=exc.status_code, media_type="application/json"
+        orjson.dumps(exc.to_dict()),
+        status_code=exc.status_code,
+        media_type="application/json",
+        headers=getattr(exc, "headers", None),  # e.g. a 429's Retry-After
     )
 
 
@@ -96,10 +102,20 @@ class RequestId:
 
 
 def create_app(settings: Settings) -> Starlette:
+    """The app; raises `ConfigError` for malformed static keys (`api_keys`, `admin_key`)."""
+    auth = Authenticator(settings)
+    limits = Limits(settings)
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         providers = ProviderRegistry.from_models(settings.models)
         storage = await open_storage(settings.store, sqlite_synchronous=settings.sqlite_synchronous)
+        try:
+            await auth.open(storage.keys)  # refuses to serve a public address without keys
+        except BaseException:
+            await storage.close()
+            await providers.aclose()
+            raise
         memory = open_memory()
         # store=false responses live in this process's memory, so this process always
         # generates them; stored ones only when it runs a worker (not with --no-worker).
@@ -118,8 +134,10 @@ def create_app(settings: Settings) -> Starlette:
         routes=[
             *responses.routes,
             *conversations.routes,
+            *admin.routes,
             Route("/v1/models", list_models, methods=["GET"]),
             Route("/healthz", health, methods=["GET"]),
+            Route("/openapi.json", openapi_json, methods=["GET"]),
         ],
         lifespan=lifespan,
         exception_handlers={
@@ -128,5 +146,8 @@ def create_app(settings: Settings) -> Starlette:
             Exception: server_error,
         },
     )
+    app.state.auth = auth
+    app.state.limits = limits
+    app.add_middleware(AuthMiddleware, auth=auth, limits=limits)
     app.add_middleware(RequestId)
     return app

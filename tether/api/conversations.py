@@ -15,7 +15,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from tether.api.auth import principal
 from tether.api.context import context, read_body
+from tether.api.owners import owned_conversation
+from tether.api.routing import route
 from tether.api.schemas.conversations import (
     parse_add_items,
     parse_create_conversation,
@@ -62,21 +65,21 @@ def _item_not_found(item_id: str, conversation_id: str) -> NotFoundError:
 async def create_conversation(request: Request) -> Response:
     conversations = context(request).storage.conversations
     new = parse_create_conversation(await read_body(request))
-    created = await conversations.create(new_id("conv"), new.metadata, new.items, int(time.time()))
+    created = await conversations.create(
+        new_id("conv"), new.metadata, new.items, int(time.time()), principal(request).project
+    )
     return _json(_conversation(created))
 
 
 async def retrieve_conversation(request: Request) -> Response:
-    conversation_id = request.path_params["conversation_id"]
-    found = await context(request).storage.conversations.get(conversation_id)
-    if found is None:
-        raise conversation_not_found(conversation_id)
+    found = await owned_conversation(request, request.path_params["conversation_id"])
     return _json(_conversation(found))
 
 
 async def update_conversation(request: Request) -> Response:
     conversation_id = request.path_params["conversation_id"]
     metadata = parse_update_conversation(await read_body(request))
+    await owned_conversation(request, conversation_id)
     updated = await context(request).storage.conversations.update_metadata(
         conversation_id, metadata
     )
@@ -87,6 +90,7 @@ async def update_conversation(request: Request) -> Response:
 
 async def delete_conversation(request: Request) -> Response:
     conversation_id = request.path_params["conversation_id"]
+    await owned_conversation(request, conversation_id)
     if not await context(request).storage.conversations.delete(conversation_id):
         raise conversation_not_found(conversation_id)
     return _json({"id": conversation_id, "object": "conversation.deleted", "deleted": True})
@@ -99,6 +103,7 @@ async def add_items(request: Request) -> Response:
     conversation_id = request.path_params["conversation_id"]
     parse_include(request.query_params.multi_items())
     items = parse_add_items(await read_body(request))
+    await owned_conversation(request, conversation_id)
     added = await context(request).storage.conversations.add_items(conversation_id, items)
     return _json(_item_list(added, has_more=False))
 
@@ -106,6 +111,7 @@ async def add_items(request: Request) -> Response:
 async def list_items(request: Request) -> Response:
     conversation_id = request.path_params["conversation_id"]
     query = parse_items_query(request.query_params.multi_items())
+    await owned_conversation(request, conversation_id)
     page = await context(request).storage.conversations.list_items(
         conversation_id, after=query.after, limit=query.limit, order=query.order
     )
@@ -116,6 +122,7 @@ async def retrieve_item(request: Request) -> Response:
     conversation_id = request.path_params["conversation_id"]
     item_id = request.path_params["item_id"]
     parse_include(request.query_params.multi_items())
+    await owned_conversation(request, conversation_id)
     item = await context(request).storage.conversations.get_item(conversation_id, item_id)
     if item is None:
         raise _item_not_found(item_id, conversation_id)
@@ -125,6 +132,7 @@ async def retrieve_item(request: Request) -> Response:
 async def delete_item(request: Request) -> Response:
     conversation_id = request.path_params["conversation_id"]
     item_id = request.path_params["item_id"]
+    await owned_conversation(request, conversation_id)
     conversation = await context(request).storage.conversations.delete_item(
         conversation_id, item_id
     )
@@ -135,11 +143,16 @@ async def delete_item(request: Request) -> Response:
 
 routes = [
     Route("/v1/conversations", create_conversation, methods=["POST"]),
-    Route("/v1/conversations/{conversation_id}", retrieve_conversation, methods=["GET"]),
-    Route("/v1/conversations/{conversation_id}", update_conversation, methods=["POST"]),
-    Route("/v1/conversations/{conversation_id}", delete_conversation, methods=["DELETE"]),
-    Route("/v1/conversations/{conversation_id}/items", add_items, methods=["POST"]),
-    Route("/v1/conversations/{conversation_id}/items", list_items, methods=["GET"]),
-    Route("/v1/conversations/{conversation_id}/items/{item_id}", retrieve_item, methods=["GET"]),
-    Route("/v1/conversations/{conversation_id}/items/{item_id}", delete_item, methods=["DELETE"]),
+    route(
+        "/v1/conversations/{conversation_id}",
+        GET=retrieve_conversation,
+        POST=update_conversation,
+        DELETE=delete_conversation,
+    ),
+    route("/v1/conversations/{conversation_id}/items", GET=list_items, POST=add_items),
+    route(
+        "/v1/conversations/{conversation_id}/items/{item_id}",
+        GET=retrieve_item,
+        DELETE=delete_item,
+    ),
 ]

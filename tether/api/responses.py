@@ -21,7 +21,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from tether.api import idempotency
+from tether.api.auth import principal
 from tether.api.context import Context, context, read_body
+from tether.api.limits import admit_response
+from tether.api.owners import owned_response
+from tether.api.routing import route
 from tether.api.schemas import (
     CreateRequest,
     parse_create_request,
@@ -29,16 +34,16 @@ from tether.api.schemas import (
     parse_retrieve_query,
 )
 from tether.api.sse import EventStream
-from tether.api.turns import build_turn
+from tether.api.turns import build_turn, provider_refusal
 from tether.domain import events as ev
 from tether.domain.ids import response_id as new_response_id
 from tether.domain.response import ResponseStatus, build_response
 from tether.domain.types import JSONObject
-from tether.errors import InvalidRequestError, ProviderError, UpstreamError, response_not_found
+from tether.errors import InvalidRequestError, ProviderError, response_not_found
 from tether.jobs.runner import payload_from_request
 from tether.providers.base import GenerationRequest
 from tether.providers.tokens import count_tokens
-from tether.storage.base import NewResponse, Storage, StoredResponse
+from tether.storage.base import IdempotencyConflictError, NewResponse, Storage
 from tether.streaming.tail import tail
 
 JSON_TYPE = "application/json"
@@ -53,12 +58,21 @@ def json_response(body: bytes, status: int = 200) -> Response:
 
 async def create_response(request: Request) -> ASGIApp:
     ctx = context(request)
+    project = principal(request).project
+    key = idempotency.read_key(request)
+    body = await read_body(request)
     params = parse_create_request(
-        await read_body(request),
+        body,
         known_models=ctx.providers,
         hosted_tools=ctx.providers.hosted_tools,
     )
-    turn = await build_turn(ctx, params)
+    claim = None
+    if key is not None:
+        # Claimed within the response's project (`NewResponse.project`).
+        claim = idempotency.claim(
+            key, body, store=params.store, window_seconds=ctx.settings.idempotency_seconds
+        )
+    turn = await build_turn(ctx, params, project=project)
     storage = ctx.storage if params.store else ctx.memory
     snapshot, events = _new_response(params)
     response_id = snapshot["id"]
@@ -67,19 +81,28 @@ async def create_response(request: Request) -> ASGIApp:
         # The model's ceiling is the limit of a request that sets none (echoed as null).
         ceiling = ctx.providers.max_output_tokens(params.model)
         generation = replace(generation, max_output_tokens=ceiling)
-    await storage.responses.create(
-        NewResponse(
-            id=response_id,
-            snapshot=orjson.dumps(snapshot),
-            status=ResponseStatus(snapshot["status"]),
-            input_items=turn.input_items,
-            events=events,
-            created_at=time.time(),
-            job=payload_from_request(generation, start=(snapshot, events[-1].seq)),
-            conversation_id=params.conversation_id,
-            conversation_items=turn.new_items if params.conversation_id else [],
+    await admit_response(request, storage, response_id)  # 429 when the key has too many
+    try:
+        await storage.responses.create(
+            NewResponse(
+                id=response_id,
+                snapshot=orjson.dumps(snapshot),
+                status=ResponseStatus(snapshot["status"]),
+                input_items=turn.input_items,
+                events=events,
+                created_at=time.time(),
+                job=payload_from_request(generation, start=(snapshot, events[-1].seq)),
+                conversation_id=params.conversation_id,
+                conversation_items=turn.new_items if params.conversation_id else [],
+                idempotency=claim,
+                project=project,
+            )
         )
-    )
+    except IdempotencyConflictError as held:
+        assert claim is not None
+        if held.body_hash != claim.body_hash:
+            raise idempotency.KeyReusedError(claim.key) from None
+        return await _replay(ctx, params, claim.key, held.response_id)
     if params.background and not params.stream:
         return json_response(orjson.dumps(snapshot))
     if params.stream:
@@ -89,6 +112,26 @@ async def create_response(request: Request) -> ASGIApp:
             on_end=None if params.store else _ephemeral_end(ctx, storage, response_id),
         )
     return _Blocking(ctx, storage, response_id, params.store)
+
+
+async def _replay(ctx: Context, params: CreateRequest, key: str, response_id: str) -> ASGIApp:
+    """Answer a retry as its first attempt is answered (its body, so its mode, is the
+    same): the whole stream from the first event, the final snapshot once the response
+    has ended, or — in background — the snapshot as it is now. Keys need `store=true`,
+    so the response is in the store."""
+    stored = await ctx.storage.responses.get(response_id)
+    if stored is None:
+        raise idempotency.response_gone(key, response_id)
+    answer: ASGIApp
+    if params.background and not params.stream:
+        answer = json_response(stored.snapshot)
+    elif params.stream:
+        heartbeat = ctx.settings.heartbeat_seconds
+        batches = tail(ctx.storage, response_id, -1, heartbeat=heartbeat)
+        answer = EventStream(batches, done_marker=ctx.settings.sse_done)
+    else:
+        answer = _Blocking(ctx, ctx.storage, response_id, store=True)
+    return idempotency.replayed(answer)
 
 
 def _new_response(params: CreateRequest) -> tuple[JSONObject, list[ev.StoredEvent]]:
@@ -190,18 +233,11 @@ async def _disconnected(receive: Receive) -> None:
 # --- retrieve, cancel, delete, input items ----------------------------------------
 
 
-async def _stored(ctx: Context, response_id: str) -> StoredResponse:
-    stored = await ctx.storage.responses.get(response_id)
-    if stored is None:
-        raise response_not_found(response_id)
-    return stored
-
-
 async def retrieve_response(request: Request) -> Response | EventStream:
     ctx = context(request)
     response_id = request.path_params["response_id"]
     query = parse_retrieve_query(request.query_params.multi_items())
-    stored = await _stored(ctx, response_id)
+    stored = await owned_response(request, response_id)
     if not query.stream:
         return json_response(stored.snapshot)
     after = -1 if query.starting_after is None else query.starting_after
@@ -220,7 +256,7 @@ async def _empty() -> AsyncIterator[list[ev.StoredEvent] | None]:
 async def cancel_response(request: Request) -> Response:
     ctx = context(request)
     response_id = request.path_params["response_id"]
-    stored = await _stored(ctx, response_id)
+    stored = await owned_response(request, response_id)
     if not stored.status.terminal:
         result = await ctx.storage.responses.terminate(response_id, ResponseStatus.CANCELLED)
         if result is None:
@@ -236,6 +272,7 @@ async def cancel_response(request: Request) -> Response:
 async def delete_response(request: Request) -> Response:
     ctx = context(request)
     response_id = request.path_params["response_id"]
+    await owned_response(request, response_id)
     if not await ctx.storage.responses.delete(response_id):
         raise response_not_found(response_id)
     ctx.worker.interrupt(response_id)
@@ -246,6 +283,7 @@ async def list_input_items(request: Request) -> Response:
     ctx = context(request)
     response_id = request.path_params["response_id"]
     query = parse_list_query(request.query_params.multi_items())
+    await owned_response(request, response_id)
     page = await ctx.storage.responses.input_items(
         response_id, after=query.after, limit=query.limit, order=query.order
     )
@@ -268,12 +306,12 @@ async def count_input_tokens(request: Request) -> Response:
         known_models=ctx.providers,
         hosted_tools=ctx.providers.hosted_tools,
     )
-    turn = await build_turn(ctx, params, fit=False)
+    turn = await build_turn(ctx, params, fit=False, project=principal(request).project)
     provider = ctx.providers.get(params.model)
     try:
         tokens = await count_tokens(provider, _generation_request(params, turn.input_items))
     except ProviderError as exc:
-        raise UpstreamError(exc.message) from exc
+        raise provider_refusal(exc) from exc
     body = {"object": "response.input_tokens", "input_tokens": tokens}
     return json_response(orjson.dumps(body))
 
@@ -281,8 +319,7 @@ async def count_input_tokens(request: Request) -> Response:
 routes = [
     Route("/v1/responses/input_tokens", count_input_tokens, methods=["POST"]),
     Route("/v1/responses", create_response, methods=["POST"]),
-    Route("/v1/responses/{response_id}", retrieve_response, methods=["GET"]),
-    Route("/v1/responses/{response_id}", delete_response, methods=["DELETE"]),
+    route("/v1/responses/{response_id}", GET=retrieve_response, DELETE=delete_response),
     Route("/v1/responses/{response_id}/cancel", cancel_response, methods=["POST"]),
     Route("/v1/responses/{response_id}/input_items", list_input_items, methods=["GET"]),
 ]

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 import orjson
 
 from tether.api.context import Context
+from tether.api.owners import owned
 from tether.api.schemas import CreateRequest, require_json_mention
 from tether.domain.types import JSONObject
-from tether.errors import InvalidRequestError
+from tether.errors import InvalidRequestError, ProviderError, UpstreamError
 from tether.providers.base import GenerationRequest
 from tether.providers.tokens import count_tokens, estimate_item
 from tether.storage.base import ResponseStore, conversation_not_found
@@ -39,14 +40,19 @@ class Turn:
     new_items: list[JSONObject]
 
 
-async def build_turn(ctx: Context, params: CreateRequest, *, fit: bool = True) -> Turn:
-    """Raises `InvalidRequestError` / `NotFoundError` for a context that cannot be built.
+async def build_turn(
+    ctx: Context, params: CreateRequest, *, project: str, fit: bool = True
+) -> Turn:
+    """Raises `InvalidRequestError` / `NotFoundError` for a context that cannot be built,
+    and for a previous response or conversation that is not `project`'s (as if unknown).
     `fit=False` leaves the context whole (for counting its tokens)."""
     earlier: list[JSONObject] = []
     if params.previous_response_id is not None:
-        earlier = await _previous_context(ctx.storage.responses, params.previous_response_id)
+        earlier = await _previous_context(
+            ctx.storage.responses, params.previous_response_id, project
+        )
     elif params.conversation_id is not None:
-        earlier = await _conversation_items(ctx, params.conversation_id)
+        earlier = await _conversation_items(ctx, params.conversation_id, project)
     resolved = _resolve_references(earlier, params.input_items)
     items = [*earlier, *resolved]
     # What joins a conversation: this request's own items, not the ones it referenced.
@@ -91,14 +97,15 @@ async def all_input_items(store: ResponseStore, response_id: str) -> list[JSONOb
         after = page.items[-1]["id"]
 
 
-async def _previous_context(store: ResponseStore, response_id: str) -> list[JSONObject]:
-    stored = await store.get(response_id)
-    if stored is None:
-        raise InvalidRequestError(
-            f"Previous response with id '{response_id}' not found.",
-            param="previous_response_id",
-            code="previous_response_not_found",
-        )
+async def _previous_context(
+    store: ResponseStore, response_id: str, project: str
+) -> list[JSONObject]:
+    missing = InvalidRequestError(
+        f"Previous response with id '{response_id}' not found.",
+        param="previous_response_id",
+        code="previous_response_not_found",
+    )
+    stored = owned(project, await store.get(response_id), missing)
     if not stored.status.terminal:
         raise InvalidRequestError(
             f"Previous response '{response_id}' is still {stored.status.value}; a response can "
@@ -110,10 +117,10 @@ async def _previous_context(store: ResponseStore, response_id: str) -> list[JSON
     return [*await all_input_items(store, response_id), *output]
 
 
-async def _conversation_items(ctx: Context, conversation_id: str) -> list[JSONObject]:
+async def _conversation_items(ctx: Context, conversation_id: str, project: str) -> list[JSONObject]:
     conversations = ctx.storage.conversations
-    if await conversations.get(conversation_id) is None:
-        raise conversation_not_found(conversation_id, param="conversation")
+    missing = conversation_not_found(conversation_id, param="conversation")
+    owned(project, await conversations.get(conversation_id), missing)
     items: list[JSONObject] = []
     after: str | None = None
     while True:
@@ -160,7 +167,10 @@ async def _fit(ctx: Context, params: CreateRequest, items: list[JSONObject]) -> 
         tools=params.tools,
         text_format=params.text_format,
     )
-    total = await count_tokens(provider, request)
+    try:
+        total = await count_tokens(provider, request)
+    except ProviderError as exc:
+        raise provider_refusal(exc) from exc
     if total <= budget:
         return items
     if params.truncation != "auto":
@@ -195,3 +205,11 @@ def _without_orphan_outputs(items: list[JSONObject]) -> list[JSONObject]:
         for item in items
         if item.get("type") != "function_call_output" or item.get("call_id") in calls
     ]
+
+
+def provider_refusal(exc: ProviderError) -> InvalidRequestError | UpstreamError:
+    """A provider's failure to take an input, answered before any generation: input it
+    cannot take (`invalid_prompt`) is a 400; anything else an upstream failure (502)."""
+    if exc.code == "invalid_prompt":
+        return InvalidRequestError(exc.message, param="input", code="invalid_prompt")
+    return UpstreamError(exc.message)

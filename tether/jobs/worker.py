@@ -260,9 +260,7 @@ class Worker:
         now = time.time()
         swept: list[str] = []
         for job in await storage.jobs.claimed():
-            if self._abandoned(job, now) and await storage.jobs.requeue(
-                job.response_id, job.owner
-            ):
+            if self._abandoned(job, now) and await storage.jobs.requeue(job.response_id, job.owner):
                 logger.warning(
                     "job %s of %s was abandoned by %s; handed on",
                     job.response_id,

@@ -1,5 +1,5 @@
 """The storage seams: `ResponseStore`, `EventLog`, `JobQueue`, `ConversationStore`,
-bundled as `Storage`.
+`KeyStore`, bundled as `Storage`.
 
 A backend is chosen by URL (`storage.registry`). Each one keeps these promises,
 checked by one contract suite (`tests/storage/test_contract.py`):
@@ -40,6 +40,30 @@ Conversations (`ConversationStore`, contract suite
   transaction, leaving out items whose id the conversation already holds. Failed
   and cancelled responses (and `terminate`) add nothing. When the conversation was
   deleted meanwhile, nothing is added and the append applies as usual.
+
+Idempotent creates (contract suite `tests/storage/test_idempotency_contract.py`):
+
+- A create with `NewResponse.idempotency` claims its (project, key) in the same
+  transaction as the response: both are written, or neither. When a record of that
+  (project, key) exists and has not expired, `create` raises
+  `IdempotencyConflictError` with the response id and body hash it holds and writes
+  nothing, before any other check (so a retry never fails where its original
+  succeeded, e.g. on conversation items the original added). Of concurrent creates
+  with one key exactly one succeeds.
+- An expired record counts as absent; the next create with its key replaces it.
+  Backends remove expired records lazily (Redis: a TTL). Deleting a response keeps
+  its record until it expires: a retry finds the id of a response that is gone.
+
+Projects and keys (contract suite `tests/storage/test_keys_contract.py`):
+
+- Every response (with its events and input items) and every conversation belongs
+  to the project that created it: `NewResponse.project`, the `project` argument of
+  `ConversationStore.create`. Reads answer it (`StoredResponse.project`,
+  `StoredConversation.project`); rows written before projects existed belong to
+  `DEFAULT_PROJECT`. The store does not compare owners: the API does, once per route.
+- `KeyStore` holds API keys, each of one project, as a hash of their secret only:
+  the key text is shown once, by `create`. `lookup` finds a key by its id and
+  compares the hash in constant time; a revoked key is found by nothing.
 """
 
 from __future__ import annotations
@@ -51,10 +75,35 @@ from typing import Literal, Protocol
 from tether.domain.events import COMPLETED, INCOMPLETE, StoredEvent
 from tether.domain.response import ResponseStatus
 from tether.domain.types import JSONObject
-from tether.errors import InvalidRequestError, NotFoundError
+from tether.errors import InvalidRequestError, NotFoundError, TetherError
 
 # The terminal events whose response's output is appended to its conversation.
 ADDS_OUTPUT_TO_CONVERSATION = frozenset({COMPLETED, INCOMPLETE})
+
+# The project of every request while Tether runs without API keys, and of rows
+# written before projects existed.
+DEFAULT_PROJECT = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyClaim:
+    """The `Idempotency-Key` a create claims, within the response's project
+    (`NewResponse.project`): the key, the hash of the request body it was sent with,
+    and when (unix time) the claim lapses."""
+
+    key: str
+    body_hash: bytes
+    expires_at: float
+
+
+class IdempotencyConflictError(TetherError):
+    """`ResponseStore.create` found the claimed (project, key) held, unexpired, by
+    response `response_id`, created from a body whose hash is `body_hash`."""
+
+    def __init__(self, response_id: str, body_hash: bytes) -> None:
+        super().__init__(f"idempotency key already used for response {response_id}")
+        self.response_id = response_id
+        self.body_hash = body_hash
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,16 +121,19 @@ class NewResponse:
     # What create appends to that conversation: the new input only, since
     # `input_items` holds the whole context, earlier conversation items included.
     conversation_items: list[JSONObject] = field(default_factory=list)
+    idempotency: IdempotencyClaim | None = None  # see "Idempotent creates" above
+    project: str = DEFAULT_PROJECT  # the owner (see "Projects and keys" above)
 
 
 @dataclass(frozen=True, slots=True)
 class StoredResponse:
-    """A response row: its snapshot (JSON bytes, as served) and log position."""
+    """A response row: its snapshot (JSON bytes, as served), log position and owner."""
 
     id: str
     status: ResponseStatus
     snapshot: bytes
     last_seq: int
+    project: str = DEFAULT_PROJECT
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +149,7 @@ class StoredConversation:
     id: str
     created_at: int
     metadata: dict[str, str]
+    project: str = DEFAULT_PROJECT
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,8 +174,9 @@ class ClaimedJob:
 class ResponseStore(Protocol):
     async def create(self, new: NewResponse) -> None:
         """Write the response, its input items, first events and job atomically, and
-        append `new.conversation_items` to its conversation if it has one. Raises
-        `NotFoundError` (`param="conversation"`) for an unknown conversation."""
+        append `new.conversation_items` to its conversation if it has one, and claim
+        `new.idempotency` if given. Raises `IdempotencyConflictError` when that key is
+        held, `NotFoundError` (`param="conversation"`) for an unknown conversation."""
         ...
 
     async def get(self, response_id: str) -> StoredResponse | None: ...
@@ -155,9 +209,10 @@ class ConversationStore(Protocol):
         metadata: dict[str, str],
         items: list[JSONObject],
         created_at: int,
+        project: str = DEFAULT_PROJECT,
     ) -> StoredConversation:
-        """Write the conversation and its first `items` (in order) atomically.
-        Raises `InvalidRequestError` when two items share an id."""
+        """Write the conversation, owned by `project`, and its first `items` (in order)
+        atomically. Raises `InvalidRequestError` when two items share an id."""
         ...
 
     async def get(self, conversation_id: str) -> StoredConversation | None: ...
@@ -200,6 +255,49 @@ class ConversationStore(Protocol):
     async def delete_item(self, conversation_id: str, item_id: str) -> StoredConversation | None:
         """Remove one item and return the conversation, or None when it has no such
         item. Raises `NotFoundError` for an unknown conversation."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who makes a request: a key of `project` (`key_id` names it, for limits and
+    logs), or the admin key (`admin`), which manages keys and owns nothing."""
+
+    project: str
+    key_id: str
+    admin: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """A stored API key as listed: never its secret. Times are unix seconds."""
+
+    id: str
+    project: str
+    name: str | None
+    created_at: float
+    revoked_at: float | None = None
+
+
+class KeyStore(Protocol):
+    """API keys, stored as a hash of their secret (see the module docstring)."""
+
+    async def create(self, project: str, name: str | None = None) -> tuple[str, str]:
+        """Make a key of `project`; answers its id and its text (`tk-<id>-<secret>`),
+        which is shown this once and stored only as a hash."""
+        ...
+
+    async def list(self) -> list[ApiKey]:
+        """Every key, revoked ones included, oldest first."""
+        ...
+
+    async def revoke(self, key_id: str) -> bool:
+        """Revoke the key for good; False if there is no key of that id."""
+        ...
+
+    async def lookup(self, key: str) -> Principal | None:
+        """The principal of key text `key`; None when it is malformed, unknown or
+        revoked."""
         ...
 
 
@@ -314,3 +412,4 @@ class Storage:
     conversations: ConversationStore
     close: Callable[[], Awaitable[None]]
     schema_version: int = 0  # of the backend's schema, after the migrations it ran
+    keys: KeyStore | None = None  # every backend has one; None only in hand-made bundles

@@ -17,9 +17,13 @@ from tether.domain.fold import advance, terminal_transition
 from tether.domain.response import ResponseStatus
 from tether.domain.types import JSONObject
 from tether.errors import AppendConflictError, StorageError, response_not_found
+from tether.storage.apikeys import MemoryKeyStore
 from tether.storage.base import (
     ADDS_OUTPUT_TO_CONVERSATION,
+    DEFAULT_PROJECT,
     ClaimedJob,
+    IdempotencyClaim,
+    IdempotencyConflictError,
     ItemPage,
     Job,
     NewResponse,
@@ -44,6 +48,7 @@ class _Row:
     events: list[ev.StoredEvent]
     snapshot_seq: int = 0
     conversation_id: str | None = None
+    project: str = DEFAULT_PROJECT
 
     def current(self) -> bytes:
         """The snapshot as of the last event."""
@@ -59,9 +64,12 @@ class _Conversation:
     created_at: int
     metadata: dict[str, str]
     items: list[JSONObject]
+    project: str = DEFAULT_PROJECT
 
     def stored(self, conversation_id: str) -> StoredConversation:
-        return StoredConversation(conversation_id, self.created_at, dict(self.metadata))
+        return StoredConversation(
+            conversation_id, self.created_at, dict(self.metadata), self.project
+        )
 
     def check_new(self, conversation_id: str, items: list[JSONObject], param: str) -> None:
         """Raise for an item whose id is already here or repeats (see `duplicate_id`)."""
@@ -90,11 +98,21 @@ class _JobRow:
     attempts: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class _Claimed:
+    response_id: str
+    body_hash: bytes
+    expires_at: float
+
+
 @dataclass
 class MemoryDatabase:
     rows: dict[str, _Row] = field(default_factory=dict)
     jobs: dict[str, _JobRow] = field(default_factory=dict)  # insertion order = FIFO
     conversations: dict[str, _Conversation] = field(default_factory=dict)
+    # (project, key) → its claim; insertion order is claim order, so (with one window)
+    # the oldest claims are the first to expire.
+    claims: dict[tuple[str, str], _Claimed] = field(default_factory=dict)
     notifier: Notifier = field(default_factory=Notifier)
     job_signal: JobSignal = field(default_factory=JobSignal)
     revoked: list[Callable[[str], None]] = field(default_factory=list)
@@ -109,13 +127,34 @@ class MemoryDatabase:
         row = self.rows.get(response_id)
         if row is None:
             return None
-        return StoredResponse(response_id, row.status, row.current(), len(row.events) - 1)
+        return StoredResponse(
+            response_id, row.status, row.current(), len(row.events) - 1, row.project
+        )
 
     def conversation(self, conversation_id: str) -> _Conversation:
         conversation = self.conversations.get(conversation_id)
         if conversation is None:
             raise conversation_not_found(conversation_id)
         return conversation
+
+    def check_claim(self, project: str, claim: IdempotencyClaim) -> None:
+        """Raise `IdempotencyConflictError` if the key is held; drop expired claims."""
+        now = time.time()
+        lapsed: list[tuple[str, str]] = []
+        for scope, claimed in self.claims.items():
+            if claimed.expires_at > now or len(lapsed) == 64:
+                break
+            lapsed.append(scope)
+        for scope in lapsed:
+            del self.claims[scope]
+        held = self.claims.get((project, claim.key))
+        if held is not None and held.expires_at > now:
+            raise IdempotencyConflictError(held.response_id, held.body_hash)
+
+    def claim(self, project: str, claim: IdempotencyClaim, response_id: str) -> None:
+        scope = (project, claim.key)
+        self.claims.pop(scope, None)  # a lapsed claim: the new one goes to the end
+        self.claims[scope] = _Claimed(response_id, claim.body_hash, claim.expires_at)
 
 
 class MemoryResponseStore:
@@ -129,6 +168,8 @@ class MemoryResponseStore:
         db = self._db
         if new.id in db.rows:
             raise StorageError(f"response {new.id} already exists")
+        if new.idempotency is not None:
+            db.check_claim(new.project, new.idempotency)
         if new.conversation_id is not None:
             conversation = db.conversations.get(new.conversation_id)
             if conversation is None:
@@ -142,8 +183,11 @@ class MemoryResponseStore:
             list(new.events),
             new.events[-1].seq,
             new.conversation_id,
+            new.project,
         )
         db.jobs[new.id] = _JobRow(new.job)
+        if new.idempotency is not None:
+            db.claim(new.project, new.idempotency, new.id)
         db.notifier.published(new.id, new.events[-1].seq)
         db.job_signal.set()
 
@@ -319,13 +363,14 @@ class MemoryConversationStore:
         metadata: dict[str, str],
         items: list[JSONObject],
         created_at: int,
+        project: str = DEFAULT_PROJECT,
     ) -> StoredConversation:
         if conversation_id in self._db.conversations:
             raise StorageError(f"conversation {conversation_id} already exists")
         duplicate = duplicate_id(items, ())
         if duplicate is not None:
             raise duplicate_item(duplicate, conversation_id, "items")
-        conversation = _Conversation(created_at, dict(metadata), _copy(items))
+        conversation = _Conversation(created_at, dict(metadata), _copy(items), project)
         self._db.conversations[conversation_id] = conversation
         return conversation.stored(conversation_id)
 
@@ -386,6 +431,7 @@ def open_memory(name: str = "memory") -> Storage:
         db.rows.clear()
         db.jobs.clear()
         db.conversations.clear()
+        db.claims.clear()
 
     return Storage(
         name=name,
@@ -394,4 +440,5 @@ def open_memory(name: str = "memory") -> Storage:
         jobs=MemoryJobQueue(db),
         conversations=MemoryConversationStore(db),
         close=close,
+        keys=MemoryKeyStore(),
     )

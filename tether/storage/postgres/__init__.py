@@ -3,7 +3,7 @@
 Modules: `schema` (versioned migrations) · `database` (the URL, the pool, notices,
 errors) · `listen` (the LISTEN connection, heads and waiters) · `store`
 (ResponseStore) · `log` (EventLog, group-committed appends) · `jobs` (JobQueue) ·
-`conversations` (ConversationStore); opening and migrating here.
+`conversations` (ConversationStore) · `apikeys` (KeyStore); opening and migrating here.
 
 The URL names the schema that holds the tables: `postgresql://user@host/db?schema=NAME`
 (default "tether"). Statements run on a small pool; writes that must be atomic are
@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncpg
 
 from tether.storage.base import Storage
+from tether.storage.postgres.apikeys import PostgresKeyStore
 from tether.storage.postgres.conversations import PostgresConversationStore
 from tether.storage.postgres.database import PostgresDatabase, Target, parse_url, translated
 from tether.storage.postgres.jobs import PostgresJobQueue
@@ -72,4 +73,5 @@ async def open_postgres(url: str) -> Storage:
         jobs=PostgresJobQueue(db),
         conversations=PostgresConversationStore(db),
         close=close,
+        keys=PostgresKeyStore(db),
     )

@@ -13,6 +13,7 @@ import orjson
 
 from tether.domain.types import JSONObject
 from tether.storage.base import (
+    DEFAULT_PROJECT,
     ItemPage,
     StoredConversation,
     conversation_not_found,
@@ -24,7 +25,9 @@ from tether.storage.postgres.database import PostgresDatabase, translated
 
 
 def _stored(conversation_id: str, row: Any) -> StoredConversation:
-    return StoredConversation(conversation_id, row["created_at"], orjson.loads(row["metadata"]))
+    return StoredConversation(
+        conversation_id, row["created_at"], orjson.loads(row["metadata"]), row["project"]
+    )
 
 
 def _arrays(items: list[JSONObject]) -> tuple[list[str], list[bytes]]:
@@ -44,14 +47,15 @@ class PostgresConversationStore:
         metadata: dict[str, str],
         items: list[JSONObject],
         created_at: int,
+        project: str = DEFAULT_PROJECT,
     ) -> StoredConversation:
         duplicate = duplicate_id(items, ())
         if duplicate is not None:
             raise duplicate_item(duplicate, conversation_id, "items")
         with translated("create conversation"):
             await self._db.pool.execute(
-                "WITH made AS (INSERT INTO conversations (id, metadata, created_at) "
-                "VALUES ($1, $2, $3) RETURNING cid) "
+                "WITH made AS (INSERT INTO conversations (id, metadata, created_at, project) "
+                "VALUES ($1, $2, $3, $6) RETURNING cid) "
                 "INSERT INTO conversation_items (cid, position, id, item) "
                 "SELECT made.cid, o.k - 1, o.id, o.item "
                 "FROM made, unnest($4::text[], $5::bytea[]) WITH ORDINALITY AS o(id, item, k)",
@@ -59,13 +63,15 @@ class PostgresConversationStore:
                 orjson.dumps(metadata),
                 created_at,
                 *_arrays(items),
+                project,
             )
-        return StoredConversation(conversation_id, created_at, dict(metadata))
+        return StoredConversation(conversation_id, created_at, dict(metadata), project)
 
     async def get(self, conversation_id: str) -> StoredConversation | None:
         with translated("read"):
             row = await self._db.pool.fetchrow(
-                "SELECT created_at, metadata FROM conversations WHERE id = $1", conversation_id
+                "SELECT created_at, metadata, project FROM conversations WHERE id = $1",
+                conversation_id,
             )
         return None if row is None else _stored(conversation_id, row)
 
@@ -75,7 +81,7 @@ class PostgresConversationStore:
         with translated("update conversation"):
             row = await self._db.pool.fetchrow(
                 "UPDATE conversations SET metadata = $2 WHERE id = $1 "
-                "RETURNING created_at, metadata",
+                "RETURNING created_at, metadata, project",
                 conversation_id,
                 orjson.dumps(metadata),
             )
@@ -166,11 +172,13 @@ class PostgresConversationStore:
     async def delete_item(self, conversation_id: str, item_id: str) -> StoredConversation | None:
         with translated("delete item"):
             row = await self._db.pool.fetchrow(
-                "WITH c AS (SELECT cid, created_at, metadata FROM conversations WHERE id = $1), "
+                "WITH c AS (SELECT cid, created_at, metadata, project FROM conversations "
+                "WHERE id = $1), "
                 "gone AS (DELETE FROM conversation_items i USING c "
                 "WHERE i.cid = c.cid AND i.id = $2 AND i.position = (SELECT min(position) "
                 "FROM conversation_items j WHERE j.cid = c.cid AND j.id = $2) RETURNING 1) "
-                "SELECT created_at, metadata, EXISTS (SELECT 1 FROM gone) AS deleted FROM c",
+                "SELECT created_at, metadata, project, EXISTS (SELECT 1 FROM gone) AS deleted "
+                "FROM c",
                 conversation_id,
                 item_id,
             )

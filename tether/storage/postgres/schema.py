@@ -213,6 +213,82 @@ MIGRATIONS = [
         RETURN ARRAY(SELECT rid IS NOT NULL FROM unnest(v_rids) AS u(rid));
     END $$;
     """,
+    # Migration 3 — projects and API keys: every response and conversation belongs to
+    # a project (rows written before belong to 'default'); `create_response` takes the
+    # new response's project last. Keys are stored as the SHA-256 of their secret
+    # (`apikeys.py`), found by their id.
+    """
+    ALTER TABLE responses ADD COLUMN project text NOT NULL DEFAULT 'default';
+    ALTER TABLE conversations ADD COLUMN project text NOT NULL DEFAULT 'default';
+    CREATE TABLE api_keys (
+        id text PRIMARY KEY,
+        project text NOT NULL,
+        name text,
+        digest bytea NOT NULL,
+        created_at double precision NOT NULL,
+        revoked_at double precision
+    );
+    DROP FUNCTION create_response(
+        text, text, bytea, integer, integer, bytea, double precision, text[], bytea[],
+        bytea, text, text[], bytea[], text, text
+    );
+    CREATE FUNCTION create_response(
+        p_id text, p_status text, p_snapshot bytea, p_first integer, p_last integer,
+        p_frames bytea, p_created_at double precision, p_item_ids text[], p_items bytea[],
+        p_job bytea, p_conversation text, p_conv_ids text[], p_conv_items bytea[],
+        p_channel text, p_notice text, p_project text,
+        OUT conversation_found boolean, OUT present text[]
+    ) LANGUAGE plpgsql AS $$
+    DECLARE
+        v_cid bigint;
+        v_rid bigint;
+    BEGIN
+        conversation_found := true;
+        present := '{}';
+        IF p_conversation IS NOT NULL THEN
+            SELECT cid INTO v_cid FROM conversations WHERE id = p_conversation FOR UPDATE;
+            IF NOT FOUND THEN
+                conversation_found := false;
+                RETURN;
+            END IF;
+            SELECT coalesce(array_agg(id), '{}') INTO present
+            FROM conversation_items WHERE cid = v_cid AND id = ANY(p_conv_ids);
+            IF cardinality(present) > 0 THEN
+                RETURN;
+            END IF;
+        END IF;
+        INSERT INTO responses (id, status, snapshot, snapshot_seq, last_seq,
+                               conversation_cid, created_at, updated_at, project)
+        VALUES (p_id, p_status, p_snapshot, p_last, p_last, v_cid, p_created_at, p_created_at,
+                p_project)
+        RETURNING rid INTO v_rid;
+        INSERT INTO input_items (rid, position, id, item)
+        SELECT v_rid, i.k - 1, i.id, i.item
+        FROM unnest(p_item_ids, p_items) WITH ORDINALITY AS i(id, item, k);
+        INSERT INTO events (rid, first_seq, last_seq, frames)
+        VALUES (v_rid, p_first, p_last, p_frames);
+        INSERT INTO jobs (response_id, payload) VALUES (p_id, p_job);
+        IF v_cid IS NOT NULL AND cardinality(p_conv_ids) > 0 THEN
+            PERFORM add_conversation_items(v_cid, p_conv_ids, p_conv_items);
+        END IF;
+        PERFORM pg_notify(p_channel, p_notice);
+    END $$;
+    """,
+    # Migration 4 — Idempotency-Key claims: (project, key) → the response created with
+    # it and the hash of its request body, until `expires_at` (unix time). Claimed in
+    # the response's own transaction (`claims.py`); lapsed rows are removed by later
+    # claims.
+    """
+    CREATE TABLE idempotency_keys (
+        project text NOT NULL,
+        key text NOT NULL,
+        response_id text NOT NULL,
+        body_hash bytea NOT NULL,
+        expires_at double precision NOT NULL,
+        PRIMARY KEY (project, key)
+    );
+    CREATE INDEX idempotency_keys_by_expiry ON idempotency_keys (expires_at);
+    """,
 ]
 
 LATEST = len(MIGRATIONS)

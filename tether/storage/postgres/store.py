@@ -21,11 +21,12 @@ from tether.storage.base import (
     duplicate_item,
 )
 from tether.storage.notify import GONE
+from tether.storage.postgres.claims import claim_key
 from tether.storage.postgres.database import PostgresDatabase, joined, split_frames, translated
 
 # The response row and the frames past its snapshot, in one statement (one snapshot).
 _CURRENT = (
-    "SELECT r.status, r.snapshot, r.snapshot_seq, r.last_seq, "
+    "SELECT r.status, r.snapshot, r.snapshot_seq, r.last_seq, r.project, "
     "ARRAY(SELECT first_seq FROM events e WHERE e.rid = r.rid AND e.last_seq > r.snapshot_seq "
     "ORDER BY e.last_seq) AS firsts, "
     "ARRAY(SELECT frames FROM events e WHERE e.rid = r.rid AND e.last_seq > r.snapshot_seq "
@@ -36,12 +37,12 @@ _CURRENT = (
 
 def current(response_id: str, row: Any) -> StoredResponse:
     """The response as of its last committed event, from a `_CURRENT` row."""
-    status, snapshot, snapshot_seq, last_seq, firsts, frames = row
+    status, snapshot, snapshot_seq, last_seq, project, firsts, frames = row
     later: list[ev.StoredEvent] = []
     for first_seq, batch in zip(firsts, frames, strict=True):
         split_frames(first_seq, batch, snapshot_seq, later, None)
     snapshot = advance(snapshot, snapshot_seq, [e.payload() for e in later])
-    return StoredResponse(response_id, ResponseStatus(status), snapshot, last_seq)
+    return StoredResponse(response_id, ResponseStatus(status), snapshot, last_seq, project)
 
 
 class PostgresResponseStore:
@@ -58,10 +59,11 @@ class PostgresResponseStore:
         if repeated is not None:
             assert new.conversation_id is not None
             raise duplicate_item(repeated, new.conversation_id, "input")
-        with translated("create"):
-            row = await db.pool.fetchrow(
+
+        async def write(conn: Any) -> None:
+            row = await conn.fetchrow(
                 "SELECT * FROM create_response($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, "
-                "$12, $13, $14, $15)",
+                "$12, $13, $14, $15, $16)",
                 new.id,
                 new.status.value,
                 new.snapshot,
@@ -77,16 +79,26 @@ class PostgresResponseStore:
                 [orjson.dumps(item) for item in conversation_items],
                 db.target.jobs_channel,
                 db.job_notice("+", new.id),
+                new.project,
             )
-        assert row is not None
-        found, present = row
-        if not found:
-            assert new.conversation_id is not None
-            raise conversation_not_found(new.conversation_id, param="conversation")
-        if present:
-            assert new.conversation_id is not None
-            duplicate = duplicate_id(conversation_items, set(present))
-            raise duplicate_item(duplicate or present[0], new.conversation_id, "input")
+            assert row is not None
+            found, present = row
+            if not found:
+                assert new.conversation_id is not None
+                raise conversation_not_found(new.conversation_id, param="conversation")
+            if present:
+                assert new.conversation_id is not None
+                duplicate = duplicate_id(conversation_items, set(present))
+                raise duplicate_item(duplicate or present[0], new.conversation_id, "input")
+
+        if new.idempotency is None:
+            with translated("create"):
+                await write(db.pool)  # one round trip
+        else:
+            # The claim comes first; a refusal after it (raised) rolls it back.
+            async with db.transaction("create") as conn:
+                await claim_key(conn, new.project, new.idempotency, new.id)
+                await write(conn)
         db.heads.published(new.id, new.events[-1].seq, finished=new.events[-1].terminal)
         db.job_signal.set()
 
@@ -166,7 +178,7 @@ class PostgresResponseStore:
         db.heads.published(response_id, last, finished=True)
         if revoked:
             db.revoke(response_id)
-        return StoredResponse(response_id, status, snapshot, last)
+        return StoredResponse(response_id, status, snapshot, last, stored.project)
 
     async def delete(self, response_id: str) -> bool:
         db = self._db

@@ -4,7 +4,7 @@ Modules: `database` (the URL, the shared parts, the schema) · `keys` (key and c
 names) · `scripts` (the Lua scripts: every write is one atomic script) · `wire` (one
 multiplexed connection: commands of a loop step share a write) · `wake` (pub/sub
 wake-ups across processes) · `store` (ResponseStore) · `log` (EventLog) · `jobs`
-(JobQueue) · `conversations` (ConversationStore); opening here.
+(JobQueue) · `conversations` (ConversationStore) · `apikeys` (KeyStore); opening here.
 
 Durability is Redis's: a reply (and a PUBLISH) leaves Redis only after the write
 reached its append-only file as `appendfsync` says. Run Redis with `appendonly yes`
@@ -14,6 +14,7 @@ and `maxmemory-policy noeviction` — see docs/redis.md.
 from __future__ import annotations
 
 from tether.storage.base import Storage
+from tether.storage.redis.apikeys import RedisKeyStore
 from tether.storage.redis.conversations import RedisConversationStore
 from tether.storage.redis.database import (
     SCHEMA_VERSION,
@@ -49,6 +50,7 @@ async def open_redis(url: str) -> Storage:
         conversations=RedisConversationStore(db),
         close=db.close,
         schema_version=schema,
+        keys=RedisKeyStore(db),
     )
 
 

@@ -14,6 +14,7 @@ import orjson
 from tether.domain.types import JSONObject
 from tether.errors import StorageError
 from tether.storage.base import (
+    DEFAULT_PROJECT,
     ItemPage,
     StoredConversation,
     conversation_not_found,
@@ -55,6 +56,7 @@ class RedisConversationStore:
         metadata: dict[str, str],
         items: list[JSONObject],
         created_at: int,
+        project: str = DEFAULT_PROJECT,
     ) -> StoredConversation:
         reply = await self._db.wire.run(
             CONVERSATION_CREATE,
@@ -65,31 +67,35 @@ class RedisConversationStore:
                 created_at,
                 orjson.dumps(metadata),
                 *item_pairs(items),
+                project,  # last: the script takes it off first
             ],
         )
         if reply[0] == b"exists":
             raise StorageError(f"conversation {conversation_id} already exists")
         if reply[0] == b"duplicate":
             raise duplicate_item(reply[1].decode(), conversation_id, "items")
-        return StoredConversation(conversation_id, created_at, dict(metadata))
+        return StoredConversation(conversation_id, created_at, dict(metadata), project)
 
     async def get(self, conversation_id: str) -> StoredConversation | None:
-        created, meta = await self._db.wire.call(
-            "HMGET", self._db.keys.conversation(conversation_id), "created", "meta"
+        created, meta, project = await self._db.wire.call(
+            "HMGET", self._db.keys.conversation(conversation_id), "created", "meta", "project"
         )
         if created is None:
             return None
-        return StoredConversation(conversation_id, int(created), orjson.loads(meta))
+        return StoredConversation(
+            conversation_id, int(created), orjson.loads(meta), _project(project)
+        )
 
     async def update_metadata(
         self, conversation_id: str, metadata: dict[str, str]
     ) -> StoredConversation | None:
-        created = await self._db.wire.run(
+        reply = await self._db.wire.run(
             CONVERSATION_UPDATE, self._keys(conversation_id, "conv"), [orjson.dumps(metadata)]
         )
-        if created is None:
+        if reply is None:
             return None
-        return StoredConversation(conversation_id, int(created), dict(metadata))
+        created, project = reply
+        return StoredConversation(conversation_id, int(created), dict(metadata), _project(project))
 
     async def delete(self, conversation_id: str) -> bool:
         deleted = await self._db.wire.run(
@@ -146,9 +152,16 @@ class RedisConversationStore:
         self._check(reply, conversation_id)
         if reply[0] == b"missing":
             return None
-        return StoredConversation(conversation_id, int(reply[1]), orjson.loads(reply[2]))
+        return StoredConversation(
+            conversation_id, int(reply[1]), orjson.loads(reply[2]), _project(reply[3])
+        )
 
     @staticmethod
     def _check(reply: list[Any], conversation_id: str) -> None:
         if reply[0] == b"gone":
             raise conversation_not_found(conversation_id)
+
+
+def _project(stored: bytes | None) -> str:
+    """A conversation's project; written before projects existed: the default one."""
+    return DEFAULT_PROJECT if stored is None else stored.decode()

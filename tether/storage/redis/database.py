@@ -26,7 +26,12 @@ from tether.storage.redis.wire import Wire
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+# 3: projects and API keys (a `project` field on responses and conversations — absent
+# on older ones, which belong to 'default' —, `<p>:apikey:…` keys).
+# 4: Idempotency-Key claims (`<p>:idem:…` keys, written by the create script). Keys
+# need no migration; the number keeps an older Tether, which would not honour the
+# claims (or the projects), off the store.
+SCHEMA_VERSION = 4
 DEFAULT_PREFIX = "tether"
 CONNECT_TIMEOUT_SECONDS = 5.0
 

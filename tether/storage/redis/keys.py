@@ -2,7 +2,8 @@
 
     <p>:schema                      string   schema version (`migrate`)
     <p>:counters                    hash     `jobs` (queue order), `conversations` (generations)
-    <p>:resp:<id>                   hash     status, snap, snap_seq, last, created, conv
+    <p>:resp:<id>                   hash     status, snap, snap_seq, last, created, conv,
+                                             project (absent: written before projects)
     <p>:events:<id>                 stream   one entry per append: id `<last_seq>-<count>`,
                                              field `f` = the batch's SSE frames, concatenated
     <p>:input:<id>                  list     the input items (JSON), in order
@@ -10,9 +11,15 @@
     <p>:job:<id>                    hash     payload, attempts, order
     <p>:jobs:queued                 zset     unclaimed jobs, scored by `order` (FIFO)
     <p>:jobs:leases                 hash     claimed job → "<lease_until> <owner>"
-    <p>:conv:<id>                   hash     created, meta, gen, next (next position)
+    <p>:conv:<id>                   hash     created, meta, gen, next (next position),
+                                             project (absent: written before projects)
     <p>:conv-order:<id>             zset     item id, scored by position
     <p>:conv-items:<id>             hash     item id → item JSON
+    <p>:idem:<n>:<project>:<key>    hash     response, hash: an Idempotency-Key claim (n =
+                                             the project's length), with a TTL to its lapse
+    <p>:apikey:<id>                 hash     project, name, digest (SHA-256 of the secret),
+                                             created, revoked: an API key (`apikeys.py`)
+    <p>:apikeys                     zset     API key ids, scored by creation time
 
     channels: <p>:wake:<id> (a commit: "<last_seq> <count>[ end]\n<frames>", or "gone"),
               <p>:jobs (a job was queued), <p>:revoked ("<origin> <id>": a job was removed
@@ -69,6 +76,17 @@ class Keys:
 
     def conversation_items(self, conversation_id: str) -> str:
         return f"{self.prefix}:conv-items:{conversation_id}"
+
+    def api_key(self, key_id: str) -> str:
+        return f"{self.prefix}:apikey:{key_id}"
+
+    @property
+    def api_keys(self) -> str:
+        return f"{self.prefix}:apikeys"
+
+    def idempotency(self, project: str, key: str) -> str:
+        # The length keeps project "a:b" + key "c" apart from project "a" + key "b:c".
+        return f"{self.prefix}:idem:{len(project)}:{project}:{key}"
 
     # --- channels ---
 

@@ -20,7 +20,12 @@ from tether.domain import events as ev
 from tether.domain.fold import advance
 from tether.domain.response import ResponseStatus
 from tether.errors import AppendConflictError, response_not_found
-from tether.storage.base import ADDS_OUTPUT_TO_CONVERSATION, StoredResponse, contiguous
+from tether.storage.base import (
+    ADDS_OUTPUT_TO_CONVERSATION,
+    DEFAULT_PROJECT,
+    StoredResponse,
+    contiguous,
+)
 from tether.storage.redis import frames
 from tether.storage.redis.database import RedisDatabase
 from tether.storage.redis.scripts import APPEND, CURRENT, READ
@@ -46,10 +51,11 @@ def current(db: RedisDatabase, response_id: str) -> asyncio.Future[StoredRespons
         if row is None:
             return None
         status, snapshot, snapshot_seq, last = row[0], row[1], int(row[2]), int(row[3])
-        if len(row) > 4:
-            later = parse_entries(row[4], snapshot_seq, None)
+        project = DEFAULT_PROJECT if row[4] is None else row[4].decode()
+        if len(row) > 5:
+            later = parse_entries(row[5], snapshot_seq, None)
             snapshot = advance(snapshot, snapshot_seq, [e.payload() for e in later])
-        return StoredResponse(response_id, ResponseStatus(status.decode()), snapshot, last)
+        return StoredResponse(response_id, ResponseStatus(status.decode()), snapshot, last, project)
 
     keys = db.keys
     return db.wire.run(CURRENT, [keys.response(response_id), keys.events(response_id)], [], decode)

@@ -78,10 +78,10 @@ def _script(name: str, body: str) -> Script:
 # KEYS: resp, events, input, input-index
 # ARGV: 1 id, 2 status, 3 snapshot, 4 last_seq, 5 entry id, 6 frames, 7 created_at,
 #       8 job payload, 9 prefix, 10 conversation id ('' = none), 11 n (input items),
-#       12.. n item JSONs, then their n ids, then the conversation's (id, json) pairs.
-CREATE = _script(
-    "create",
-    r"""
+#       12.. n item JSONs, then their n ids, then the conversation's (id, json) pairs,
+#       and last the project (taken off first, since the pairs run to ARGV's end).
+_CREATE = r"""
+local project = table.remove(ARGV)
 local id, prefix, cid = ARGV[1], ARGV[9], ARGV[10]
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'exists'} end
 local n = tonumber(ARGV[11])
@@ -95,7 +95,7 @@ if cid ~= '' then
   link = cid .. ' ' .. generation
 end
 redis.call('HSET', KEYS[1], 'status', ARGV[2], 'snap', ARGV[3], 'snap_seq', ARGV[4],
-  'last', ARGV[4], 'created', ARGV[7])
+  'last', ARGV[4], 'created', ARGV[7], 'project', project)
 if link then redis.call('HSET', KEYS[1], 'conv', link) end
 redis.call('XADD', KEYS[2], ARGV[5], 'f', ARGV[6])
 for start = 12, 11 + n, 1000 do
@@ -108,18 +108,43 @@ redis.call('ZADD', prefix .. ':jobs:queued', order, id)
 if link then add_items(prefix, cid, conv_first, false) end
 redis.call('PUBLISH', prefix .. ':jobs', id)
 return {'ok'}
+"""
+CREATE = _script("create", _CREATE)
+
+# CREATE with an Idempotency-Key claim: answers {'held', response id, body hash} and
+# writes nothing while the claim key exists (Redis expires it when the claim lapses);
+# else runs CREATE and, when that succeeds, writes the claim with its expiry.
+# KEYS: as CREATE, then the claim key;  ARGV: as CREATE, then the body hash and the
+# lapse time (unix milliseconds) — taken off ARGV first, since CREATE reads to its end.
+CREATE_CLAIMED = _script(
+    "create_claimed",
+    r"""
+local expires_at = table.remove(ARGV)
+local body_hash = table.remove(ARGV)
+local held = redis.call('HMGET', KEYS[5], 'response', 'hash')
+if held[1] then return {'held', held[1], held[2]} end
+local reply = (function()
+"""
+    + _CREATE
+    + r"""
+end)()
+if reply[1] == 'ok' then
+  redis.call('HSET', KEYS[5], 'response', ARGV[1], 'hash', body_hash)
+  redis.call('PEXPIREAT', KEYS[5], expires_at)
+end
+return reply
 """,
 )
 
-# The response as stored, and the log entries past its snapshot (for the fold).
-# KEYS: resp, events
+# The response as stored (its project: nil before projects existed), and the log
+# entries past its snapshot (for the fold). KEYS: resp, events
 CURRENT = _script(
     "current",
     r"""
-local row = redis.call('HMGET', KEYS[1], 'status', 'snap', 'snap_seq', 'last')
+local row = redis.call('HMGET', KEYS[1], 'status', 'snap', 'snap_seq', 'last', 'project')
 if not row[1] then return false end
 if tonumber(row[4]) > tonumber(row[3]) then
-  row[5] = redis.call('XRANGE', KEYS[2], tonumber(row[3]) + 1, '+')
+  row[6] = redis.call('XRANGE', KEYS[2], tonumber(row[3]) + 1, '+')
 end
 return row
 """,
@@ -289,27 +314,30 @@ return 1
 
 # --- conversations --------------------------------------------------------------------
 
-# KEYS: conv, conv-order;  ARGV: prefix, id, created_at, metadata, (id, json) pairs…
+# KEYS: conv, conv-order;  ARGV: prefix, id, created_at, metadata, (id, json) pairs…,
+# project (last: taken off first, since the pairs run to ARGV's end)
 CONVERSATION_CREATE = _script(
     "conversation_create",
     r"""
+local project = table.remove(ARGV)
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'exists'} end
 local dup = duplicate(KEYS[2], 5)
 if dup then return {'duplicate', dup} end
 local generation = redis.call('HINCRBY', ARGV[1] .. ':counters', 'conversations', 1)
-redis.call('HSET', KEYS[1], 'created', ARGV[3], 'meta', ARGV[4], 'gen', generation, 'next', 0)
+redis.call('HSET', KEYS[1], 'created', ARGV[3], 'meta', ARGV[4], 'gen', generation, 'next', 0,
+  'project', project)
 add_items(ARGV[1], ARGV[2], 5, false)
 return {'ok'}
 """,
 )
 
-# KEYS: conv;  ARGV: metadata
+# KEYS: conv;  ARGV: metadata. Answers {created, project}.
 CONVERSATION_UPDATE = _script(
     "conversation_update",
     r"""
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 redis.call('HSET', KEYS[1], 'meta', ARGV[1])
-return redis.call('HGET', KEYS[1], 'created')
+return redis.call('HMGET', KEYS[1], 'created', 'project')
 """,
 )
 
@@ -383,7 +411,8 @@ CONVERSATION_DELETE_ITEM = _script(
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'gone'} end
 if redis.call('ZREM', KEYS[2], ARGV[1]) == 0 then return {'missing'} end
 redis.call('HDEL', KEYS[3], ARGV[1])
-return {'ok', redis.call('HGET', KEYS[1], 'created'), redis.call('HGET', KEYS[1], 'meta')}
+local row = redis.call('HMGET', KEYS[1], 'created', 'meta', 'project')
+return {'ok', row[1], row[2], row[3]}
 """,
 )
 

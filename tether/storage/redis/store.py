@@ -18,6 +18,7 @@ from tether.errors import (
     response_not_found,
 )
 from tether.storage.base import (
+    IdempotencyConflictError,
     ItemPage,
     NewResponse,
     StoredResponse,
@@ -26,7 +27,7 @@ from tether.storage.base import (
 )
 from tether.storage.redis.database import RedisDatabase
 from tether.storage.redis.log import RedisEventLog, current
-from tether.storage.redis.scripts import CREATE, DELETE, INPUT_PAGE
+from tether.storage.redis.scripts import CREATE, CREATE_CLAIMED, DELETE, INPUT_PAGE
 
 TERMINATE_TRIES = 50  # a runner appending meanwhile makes terminate read and try again
 
@@ -66,17 +67,24 @@ class RedisResponseStore:
             *[orjson.dumps(item) for item in new.input_items],
             *[item["id"] for item in new.input_items],
             *(item_pairs(new.conversation_items) if new.conversation_id else []),
+            new.project,  # last: the script takes it off first
         ]
-        reply = await self._db.wire.run(
-            CREATE,
-            [
-                keys.response(new.id),
-                keys.events(new.id),
-                keys.input(new.id),
-                keys.input_index(new.id),
-            ],
-            args,
-        )
+        script = CREATE
+        script_keys = [
+            keys.response(new.id),
+            keys.events(new.id),
+            keys.input(new.id),
+            keys.input_index(new.id),
+        ]
+        claim = new.idempotency
+        if claim is not None:
+            script = CREATE_CLAIMED
+            script_keys.append(keys.idempotency(new.project, claim.key))
+            # After all of CREATE's arguments: the script takes these two off first.
+            args += [claim.body_hash, int(claim.expires_at * 1000)]
+        reply = await self._db.wire.run(script, script_keys, args)
+        if reply[0] == b"held":
+            raise IdempotencyConflictError(reply[1].decode(), reply[2])
         if reply[0] == b"exists":
             raise StorageError(f"response {new.id} already exists")
         if reply[0] == b"no_conversation":
@@ -133,7 +141,7 @@ class RedisResponseStore:
                 continue  # the log moved on (or the response ended): look again
             if removed_job:
                 self._db.wake.revoked_here(response_id)
-            return StoredResponse(response_id, status, snapshot, encoded[-1].seq)
+            return StoredResponse(response_id, status, snapshot, encoded[-1].seq, stored.project)
         raise StorageError(
             f"could not end response {response_id}: its log kept moving while ending it"
         )

@@ -3,7 +3,7 @@
 Modules: `database` (the writer thread, the reader pool, the recent-event tail, the
 schema) · `rows` (the writer's heads, reading and inserting events) · `store`
 (ResponseStore) · `log` (EventLog) · `jobs` (JobQueue) · `conversations`
-(ConversationStore); opening here.
+(ConversationStore) · `apikeys` (KeyStore); opening here.
 
 Writes go to one writer thread that group-commits: every operation queued while it
 was busy runs in one transaction. An operation that refuses (a lost
@@ -23,6 +23,7 @@ from pathlib import Path
 
 from tether.errors import ConfigError
 from tether.storage.base import Storage
+from tether.storage.sqlite.apikeys import SQLiteKeyStore
 from tether.storage.sqlite.conversations import SQLiteConversationStore
 from tether.storage.sqlite.database import MIGRATIONS, RECENT_LIMIT, SQLiteDatabase
 from tether.storage.sqlite.jobs import SQLiteJobQueue
@@ -58,4 +59,5 @@ async def open_sqlite(url: str, *, synchronous: str = "NORMAL") -> Storage:
         conversations=SQLiteConversationStore(db),
         close=db.close,
         schema_version=len(MIGRATIONS),
+        keys=SQLiteKeyStore(db),
     )

@@ -10,6 +10,7 @@ import orjson
 
 from tether.domain.types import JSONObject
 from tether.storage.base import (
+    DEFAULT_PROJECT,
     ItemPage,
     StoredConversation,
     conversation_not_found,
@@ -91,11 +92,11 @@ def append_output(
 
 def _stored(conn: sqlite3.Connection, conversation_id: str) -> StoredConversation | None:
     row = conn.execute(
-        "SELECT created_at, metadata FROM conversations WHERE id = ?", (conversation_id,)
+        "SELECT created_at, metadata, project FROM conversations WHERE id = ?", (conversation_id,)
     ).fetchone()
     if row is None:
         return None
-    return StoredConversation(conversation_id, row[0], orjson.loads(row[1]))
+    return StoredConversation(conversation_id, row[0], orjson.loads(row[1]), row[2])
 
 
 def _position(conn: sqlite3.Connection, cid: int, item_id: str) -> int | None:
@@ -121,18 +122,19 @@ class SQLiteConversationStore:
         metadata: dict[str, str],
         items: list[JSONObject],
         created_at: int,
+        project: str = DEFAULT_PROJECT,
     ) -> StoredConversation:
         def insert(conn: sqlite3.Connection) -> StoredConversation:
             duplicate = duplicate_id(items, ())
             if duplicate is not None:
                 raise duplicate_item(duplicate, conversation_id, "items")
             cursor = conn.execute(
-                "INSERT INTO conversations (id, metadata, created_at) VALUES (?, ?, ?)",
-                (conversation_id, orjson.dumps(metadata), created_at),
+                "INSERT INTO conversations (id, metadata, created_at, project) VALUES (?, ?, ?, ?)",
+                (conversation_id, orjson.dumps(metadata), created_at, project),
             )
             assert cursor.lastrowid is not None
             append_items(conn, cursor.lastrowid, items)
-            return StoredConversation(conversation_id, created_at, dict(metadata))
+            return StoredConversation(conversation_id, created_at, dict(metadata), project)
 
         return await self._db.write(insert)
 
@@ -144,10 +146,12 @@ class SQLiteConversationStore:
     ) -> StoredConversation | None:
         def update(conn: sqlite3.Connection) -> StoredConversation | None:
             row = conn.execute(
-                "UPDATE conversations SET metadata = ? WHERE id = ? RETURNING created_at",
+                "UPDATE conversations SET metadata = ? WHERE id = ? RETURNING created_at, project",
                 (orjson.dumps(metadata), conversation_id),
             ).fetchone()
-            return None if row is None else StoredConversation(conversation_id, row[0], metadata)
+            if row is None:
+                return None
+            return StoredConversation(conversation_id, row[0], metadata, row[1])
 
         return await self._db.write(update)
 

@@ -90,6 +90,35 @@ MIGRATIONS = [
     CREATE INDEX conversation_items_by_id ON conversation_items (cid, id);
     ALTER TABLE responses ADD COLUMN conversation_cid INTEGER;
     """,
+    # Migration 3 — projects and API keys: every response and conversation belongs to
+    # a project (rows written before belong to 'default'); keys are stored as the
+    # SHA-256 of their secret (`apikeys.py`), found by their id.
+    """
+    ALTER TABLE responses ADD COLUMN project TEXT NOT NULL DEFAULT 'default';
+    ALTER TABLE conversations ADD COLUMN project TEXT NOT NULL DEFAULT 'default';
+    CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        project TEXT NOT NULL,
+        name TEXT,
+        digest BLOB NOT NULL,
+        created_at REAL NOT NULL,
+        revoked_at REAL
+    ) WITHOUT ROWID;
+    """,
+    # Migration 4 — Idempotency-Key claims: (project, key) → the response created with
+    # it and the hash of its request body, until `expires_at` (unix time). Written in
+    # the response's own transaction; lapsed rows are removed by later claims.
+    """
+    CREATE TABLE idempotency_keys (
+        project TEXT NOT NULL,
+        key TEXT NOT NULL,
+        response_id TEXT NOT NULL,
+        body_hash BLOB NOT NULL,
+        expires_at REAL NOT NULL,
+        PRIMARY KEY (project, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX idempotency_keys_by_expiry ON idempotency_keys (expires_at);
+    """,
 ]
 
 RECENT_LIMIT = 2048  # events kept in memory per active response

@@ -69,14 +69,16 @@ def last_seq_of(conn: sqlite3.Connection, rid: int) -> int:
 def current_response(conn: sqlite3.Connection, response_id: str) -> StoredResponse | None:
     """The response as of its last committed event (one read transaction)."""
     row = conn.execute(
-        "SELECT rid, status, snapshot, snapshot_seq FROM responses WHERE id = ?", (response_id,)
+        "SELECT rid, status, snapshot, snapshot_seq, project FROM responses WHERE id = ?",
+        (response_id,),
     ).fetchone()
     if row is None:
         return None
-    rid, status, snapshot, snapshot_seq = row
+    rid, status, snapshot, snapshot_seq, project = row
     later = events_after(conn, rid, snapshot_seq, limit=None)
     snapshot = advance(snapshot, snapshot_seq, [e.payload() for e in later])
-    return StoredResponse(response_id, ResponseStatus(status), snapshot, snapshot_seq + len(later))
+    last = snapshot_seq + len(later)
+    return StoredResponse(response_id, ResponseStatus(status), snapshot, last, project)
 
 
 def events_after(

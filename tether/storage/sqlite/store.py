@@ -22,6 +22,7 @@ from tether.storage.base import (
     StoredResponse,
     conversation_not_found,
 )
+from tether.storage.sqlite.claims import check_claim, write_claim
 from tether.storage.sqlite.conversations import append_items, check_new, conversation_rowid
 from tether.storage.sqlite.database import SQLiteDatabase
 from tether.storage.sqlite.rows import Head, current_response, insert_events
@@ -38,6 +39,8 @@ class SQLiteResponseStore:
         last = new.events[-1].seq
 
         def insert(conn: sqlite3.Connection) -> None:
+            if new.idempotency is not None:  # refuse before writing anything
+                check_claim(conn, new.project, new.idempotency)
             cid = None
             if new.conversation_id is not None:
                 cid = conversation_rowid(conn, new.conversation_id)
@@ -46,8 +49,11 @@ class SQLiteResponseStore:
                 check_new(conn, cid, new.conversation_id, new.conversation_items, "input")
             cursor = conn.execute(
                 "INSERT INTO responses (id, status, snapshot, snapshot_seq, created_at, "
-                "updated_at, conversation_cid) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (new.id, new.status.value, new.snapshot, last, new.created_at, new.created_at, cid),
+                "updated_at, conversation_cid, project) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    *(new.id, new.status.value, new.snapshot, last),
+                    *(new.created_at, new.created_at, cid, new.project),
+                ),
             )
             rid = cursor.lastrowid
             assert rid is not None
@@ -65,6 +71,8 @@ class SQLiteResponseStore:
             )
             if cid is not None:
                 append_items(conn, cid, new.conversation_items)
+            if new.idempotency is not None:
+                write_claim(conn, new.project, new.idempotency, new.id)
             self._db.heads.put(new.id, Head(rid, last, new.status, cid))
 
         def committed(_: None) -> None:
@@ -133,7 +141,7 @@ class SQLiteResponseStore:
             jobs = conn.execute("DELETE FROM jobs WHERE response_id = ?", (response_id,))
             self._db.heads.drop(response_id)
             return (
-                StoredResponse(response_id, status, snapshot, encoded[-1].seq),
+                StoredResponse(response_id, status, snapshot, encoded[-1].seq, stored.project),
                 encoded,
                 jobs.rowcount > 0,
             )
