@@ -222,7 +222,8 @@ def _limit(raw: str | None) -> int:
             param="limit",
             code="invalid_type",
         )
-    value = int(text)
+    # More digits than any limit: out of range (int() of a huge string is slow, and refused).
+    value = int(text) if len(digits.lstrip("0")) <= 6 else (-1 if text.startswith("-") else 101)
     if value < 1:
         raise out_of_range("limit", "integer", value, 1, above=False)
     if value > 100:

@@ -104,7 +104,8 @@ def _prompt_cache_options(value: Any, param: str) -> dict[str, Any]:
     given = optional_object({k: v for k, v in options.items() if k != "prewarm"}, allowed, param)
     if options.get("prewarm") is not None:
         given["prewarm"] = expect_bool(options["prewarm"], f"{param}.prewarm")
-    return given
+    # The Response echoes the options as applied: OpenAI's defaults filled in.
+    return {"ttl": "30m", "mode": "implicit", **given}
 
 
 def _include(value: Any, param: str) -> tuple[str, ...]:

@@ -23,6 +23,7 @@ from tether.api.schemas.fields import (
     expect_choice,
     expect_object,
     expect_str,
+    invalid_type,
     invalid_value,
     missing,
     reject_unknown_keys,
@@ -86,15 +87,67 @@ def validate_part(value: Any, allowed: Collection[str], path: str, hint: str) ->
     if part_type == "output_text":
         annotations = part.get("annotations")
         result["annotations"] = (
-            [] if annotations is None else expect_array(annotations, f"{path}.annotations")
+            [] if annotations is None else _annotations(annotations, f"{path}.annotations")
         )
         if part.get("logprobs") is not None:
-            result["logprobs"] = expect_array(part["logprobs"], f"{path}.logprobs")
+            result["logprobs"] = _logprobs(part["logprobs"], f"{path}.logprobs")
     if part.get("prompt_cache_breakpoint") is not None:
-        result["prompt_cache_breakpoint"] = expect_object(
-            part["prompt_cache_breakpoint"], f"{path}.prompt_cache_breakpoint"
-        )
+        where = f"{path}.prompt_cache_breakpoint"
+        breakpoint_ = expect_object(part["prompt_cache_breakpoint"], where)
+        reject_unknown_keys(breakpoint_, ("mode",), where)
+        mode = expect_choice(require(breakpoint_, "mode", where), f"{where}.mode", ("explicit",))
+        result["prompt_cache_breakpoint"] = {"mode": mode}
     return result
+
+
+# Each annotation type and the fields it requires (strings, or integers for *index).
+ANNOTATION_FIELDS = {
+    "file_citation": ("file_id", "filename", "index"),
+    "url_citation": ("start_index", "end_index", "title", "url"),
+    "container_file_citation": ("container_id", "end_index", "file_id", "filename", "start_index"),
+    "file_path": ("file_id", "index"),
+}
+
+
+def _annotations(value: Any, path: str) -> list[dict[str, Any]]:
+    """Annotations of an earlier output: objects of a known `type` with its fields."""
+    annotations = expect_array(value, path)
+    for index, annotation in enumerate(annotations):
+        where = f"{path}[{index}]"
+        entry = expect_object(annotation, where)
+        kind = expect_choice(require(entry, "type", where), f"{where}.type", ANNOTATION_FIELDS)
+        for name in ANNOTATION_FIELDS[kind]:
+            field = require(entry, name, where)
+            if name.endswith("index"):
+                if not isinstance(field, int) or isinstance(field, bool):
+                    raise invalid_type(f"{where}.{name}", "an integer", field)
+            else:
+                expect_str(field, f"{where}.{name}")
+    return annotations
+
+
+def _logprobs(value: Any, path: str) -> list[dict[str, Any]]:
+    """Logprobs of an earlier output: `{token, logprob, bytes, top_logprobs}` entries."""
+    entries = expect_array(value, path)
+    for index, entry in enumerate(entries):
+        where = f"{path}[{index}]"
+        _logprob(expect_object(entry, where), where)
+        for alt_index, alt in enumerate(entry.get("top_logprobs") or []):
+            _logprob(expect_object(alt, f"{where}.top_logprobs[{alt_index}]"), where)
+    return entries
+
+
+def _logprob(entry: dict[str, Any], where: str) -> None:
+    expect_str(require(entry, "token", where), f"{where}.token")
+    logprob = require(entry, "logprob", where)
+    if not isinstance(logprob, int | float) or isinstance(logprob, bool):
+        raise invalid_type(f"{where}.logprob", "a number", logprob)
+    if entry.get("bytes") is not None:
+        for byte in expect_array(entry["bytes"], f"{where}.bytes"):
+            if not isinstance(byte, int) or isinstance(byte, bool):
+                raise invalid_type(f"{where}.bytes", "an array of integers", entry["bytes"])
+    if entry.get("top_logprobs") is not None:
+        expect_array(entry["top_logprobs"], f"{where}.top_logprobs")
 
 
 def _image(part: dict[str, Any], path: str) -> dict[str, Any]:

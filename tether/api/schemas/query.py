@@ -75,10 +75,18 @@ def _bool(values: dict[str, str], name: str, *, default: bool) -> bool:
     raise invalid_value(name, raw, ("true", "false"))
 
 
+MAX_DIGITS = 18  # beyond any sequence number or limit; keeps int() cheap and bounded
+HUGE = 1_000_000_000_000_000_000  # 10**MAX_DIGITS
+
+
 def _integer(raw: str) -> int | None:
     text = raw.strip()
     digits = text[1:] if text[:1] in "+-" else text
-    return int(text) if digits.isdigit() and digits.isascii() else None
+    if not (digits.isdigit() and digits.isascii()):
+        return None
+    if len(digits.lstrip("0")) > MAX_DIGITS:  # out of every range: the caller's bound says so
+        return -HUGE if text.startswith("-") else HUGE
+    return int(text)
 
 
 def _cursor(raw: str) -> int:
