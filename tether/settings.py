@@ -40,6 +40,11 @@ class Settings:
         "Store URL: sqlite:///path.db (default ./tether.db), postgresql://user@host/db"
         "[?schema=NAME], redis://host:6379/0[?prefix=NAME] or memory://.",
     )
+    zero_data_retention: bool = _setting(
+        False,
+        "Write nothing to disk: responses live in memory only while their request is "
+        "open; store=true and background=true are refused.",
+    )
     worker: bool = _setting(
         True, "Run a worker in the API process (`tether serve --no-worker`: API only)."
     )
@@ -60,6 +65,9 @@ class Settings:
     )
     max_input_items: int = _setting(
         10_000, "Most input items one response may have, context included (400 beyond)."
+    )
+    max_queued_jobs: int = _setting(
+        10_000, "Background responses that may wait for a worker; beyond, 429 (0: no limit)."
     )
     max_generation_seconds: float = _setting(
         3600.0, "Longest a response may generate before it fails (0: no limit)."

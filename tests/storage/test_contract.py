@@ -640,6 +640,15 @@ async def test_claim_concurrent_claimers_get_each_job_once(
             assert owners[job.response_id] == f"w{index}"
 
 
+async def test_queued_count_counts_unclaimed_jobs(storage: Storage, create: CreateResponse) -> None:
+    assert await storage.jobs.queued_count() == 0
+    for _ in range(3):
+        await create()
+    assert await storage.jobs.queued_count() == 3
+    await storage.jobs.claim("w", 1, 30.0)
+    assert await storage.jobs.queued_count() == 2
+
+
 async def test_requeue_hands_a_job_back_as_its_next_attempt(
     storage: Storage, create: CreateResponse
 ) -> None:

@@ -109,17 +109,23 @@ def create_app(settings: Settings) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         providers = ProviderRegistry.from_models(settings.models)
-        storage = await open_storage(settings.store, sqlite_synchronous=settings.sqlite_synchronous)
+        if settings.zero_data_retention:
+            storage = open_memory("memory")  # the configured store is never opened
+        else:
+            storage = await open_storage(
+                settings.store, sqlite_synchronous=settings.sqlite_synchronous
+            )
         try:
             await auth.open(storage.keys)  # refuses to serve a public address without keys
         except BaseException:
             await storage.close()
             await providers.aclose()
             raise
-        memory = open_memory()
+        memory = storage if settings.zero_data_retention else open_memory()
         # store=false responses live in this process's memory, so this process always
         # generates them; stored ones only when it runs a worker (not with --no-worker).
-        worker = Worker([storage, memory] if settings.worker else [memory], providers, settings)
+        both = [storage] if storage is memory else [storage, memory]
+        worker = Worker(both if settings.worker else [memory], providers, settings)
         await worker.start()
         app.state.tether = Context(settings, storage, memory, providers, worker)
         try:
@@ -128,7 +134,8 @@ def create_app(settings: Settings) -> Starlette:
             await worker.stop(settings.shutdown_grace_seconds)
             await providers.aclose()
             await memory.close()
-            await storage.close()
+            if storage is not memory:
+                await storage.close()
 
     app = Starlette(
         routes=[

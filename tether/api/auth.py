@@ -125,6 +125,8 @@ async def check_exposure(settings: Settings) -> None:
     key at all (what `tether serve` checks before it binds)."""
     if is_loopback(settings.host) or settings.insecure_no_auth or static_keys(settings):
         return
+    if settings.zero_data_retention:  # no store is opened: only static keys exist
+        raise exposure_error(settings)
     storage = await open_storage(settings.store, sqlite_synchronous=settings.sqlite_synchronous)
     try:
         found = await has_keys(storage.keys)

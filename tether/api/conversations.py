@@ -28,7 +28,7 @@ from tether.api.schemas.conversations import (
 )
 from tether.domain.ids import new_id
 from tether.domain.types import JSONObject
-from tether.errors import NotFoundError
+from tether.errors import InvalidRequestError, NotFoundError
 from tether.storage.base import StoredConversation, conversation_not_found
 
 
@@ -63,6 +63,11 @@ def _item_not_found(item_id: str, conversation_id: str) -> NotFoundError:
 
 
 async def create_conversation(request: Request) -> Response:
+    if context(request).settings.zero_data_retention:
+        raise InvalidRequestError(
+            "This server runs in zero-data-retention mode: it writes nothing to disk and "
+            "keeps no conversations. Send the whole conversation in 'input' instead."
+        )
     conversations = context(request).storage.conversations
     new = parse_create_conversation(await read_body(request))
     created = await conversations.create(

@@ -103,8 +103,7 @@ AUTH_ERRORS = (401, 403, 429, 503)
 _ERROR_TEXT = {
     401: "Missing or invalid API key (invalid_api_key).",
     403: "The key may not use this route (insufficient_permissions).",
-    429: "A per-key limit (requests per minute, responses in flight) was reached; see "
-    "Retry-After.",
+    429: "A per-key limit (requests per minute, responses in flight) was reached; see Retry-After.",
     503: "The key store could not be reached.",
     400: "Bad request: the error says which parameter to change.",
     404: "Not found.",

@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from tether.api import idempotency
 from tether.api.auth import principal
 from tether.api.context import Context, context, read_body
-from tether.api.limits import admit_response
+from tether.api.limits import RateLimitError, admit_response
 from tether.api.owners import owned_response
 from tether.api.routing import route
 from tether.api.schemas import (
@@ -65,7 +65,10 @@ async def create_response(request: Request) -> ASGIApp:
         body,
         known_models=ctx.providers,
         hosted_tools=ctx.providers.hosted_tools,
+        zero_data_retention=ctx.settings.zero_data_retention,
     )
+    if params.background:
+        await _check_queue(ctx)
     claim = None
     if key is not None:
         # Claimed within the response's project (`NewResponse.project`).
@@ -132,6 +135,38 @@ async def _replay(ctx: Context, params: CreateRequest, key: str, response_id: st
     else:
         answer = _Blocking(ctx, ctx.storage, response_id, store=True)
     return idempotency.replayed(answer)
+
+
+class _QueueGauge:
+    """The queue depth, counted at most every `EVERY` seconds while it is far below the
+    limit (a count per create would cost a query per create)."""
+
+    EVERY = 0.5
+
+    def __init__(self) -> None:
+        self.count, self.at = 0, -1e9
+
+    async def depth(self, ctx: Context, limit: int) -> int:
+        """The depth, counting this create (admitted ones raise the estimate)."""
+        now = time.monotonic()
+        if self.count >= limit // 2 or now - self.at >= self.EVERY:
+            self.count, self.at = await ctx.storage.jobs.queued_count(), now
+        self.count += 1
+        return self.count - 1
+
+
+_gauge = _QueueGauge()
+
+
+async def _check_queue(ctx: Context) -> None:
+    """Background work waits in the job queue: refuse it when the queue is full."""
+    limit = ctx.settings.max_queued_jobs
+    if limit and await _gauge.depth(ctx, limit) >= limit:
+        raise RateLimitError(
+            f"The background queue is full: {limit} responses are waiting for a worker "
+            "(setting max_queued_jobs). Retry later, or add workers.",
+            retry_after=5,
+        )
 
 
 def _new_response(params: CreateRequest) -> tuple[JSONObject, list[ev.StoredEvent]]:
@@ -305,6 +340,7 @@ async def count_input_tokens(request: Request) -> Response:
         await read_body(request),
         known_models=ctx.providers,
         hosted_tools=ctx.providers.hosted_tools,
+        zero_data_retention=ctx.settings.zero_data_retention,
     )
     turn = await build_turn(ctx, params, fit=False, project=principal(request).project)
     provider = ctx.providers.get(params.model)

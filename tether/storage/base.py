@@ -377,6 +377,10 @@ class JobQueue(Protocol):
         """Every claimed job; the sweeper decides which leases ran out or whose owner is gone."""
         ...
 
+    async def queued_count(self) -> int:
+        """How many jobs wait unclaimed (the API refuses background work beyond a limit)."""
+        ...
+
     async def requeue(self, response_id: str, owner: str) -> bool:
         """Hand back the job `owner` holds (its lease may have run out), so that a worker
         claims it again as its next attempt. False — and nothing changes — when the job

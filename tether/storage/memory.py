@@ -338,6 +338,9 @@ class MemoryJobQueue:
     async def wait_for_jobs(self, timeout: float) -> None:
         await self._db.job_signal.wait(timeout)
 
+    async def queued_count(self) -> int:
+        return sum(1 for job in self._db.jobs.values() if job.owner is None)
+
     async def requeue(self, response_id: str, owner: str) -> bool:
         job = self._db.jobs.get(response_id)
         if job is None or job.owner != owner:

@@ -78,12 +78,18 @@ class CreateRequest:
 
 
 def parse_create_request(
-    body: bytes, *, known_models: Container[str], hosted_tools: Container[str] = ()
+    body: bytes,
+    *,
+    known_models: Container[str],
+    hosted_tools: Container[str] = (),
+    zero_data_retention: bool = False,
 ) -> CreateRequest:
     """Parse and validate a create body.
 
     `hosted_tools` names the models whose provider passes tools through to a Responses
-    upstream: only they take hosted tools and hosted-tool input items.
+    upstream: only they take hosted tools and hosted-tool input items. Under
+    `zero_data_retention` nothing is stored: `store` defaults to false, and `store:
+    true` or `background: true` is a 400 that explains the mode.
 
     Raises `InvalidRequestError` (400) for any malformed or unsupported field, and
     `NotFoundError` (404, `model_not_found`) when `model` is not in `known_models`.
@@ -107,7 +113,9 @@ def parse_create_request(
         )
     stream = _flag(data, "stream", default=False)
     background = _flag(data, "background", default=False)
-    store = _flag(data, "store", default=True)
+    store = _flag(data, "store", default=not zero_data_retention)
+    if zero_data_retention:
+        _check_zero_data_retention(store=store, background=background)
     include_obfuscation = _stream_options(data.get("stream_options"), stream)
     _check_storage(values, background=background, store=store)
     if model not in known_models:
@@ -209,6 +217,23 @@ def _stream_options(value: Any, stream: bool) -> bool:
     reject_unknown_keys(options, ("include_obfuscation",), "stream_options")
     flag = options.get("include_obfuscation")
     return True if flag is None else expect_bool(flag, "stream_options.include_obfuscation")
+
+
+def _check_zero_data_retention(*, store: bool, background: bool) -> None:
+    mode = (
+        "This server runs in zero-data-retention mode: it writes nothing to disk and keeps "
+        "a response only while its request is open."
+    )
+    if store:
+        raise InvalidRequestError(
+            f"{mode} 'store' cannot be true; leave it out or set it to false.", param="store"
+        )
+    if background:
+        raise InvalidRequestError(
+            f"{mode} Background responses are stored, so 'background' cannot be true; "
+            "stream the response instead.",
+            param="background",
+        )
 
 
 def _check_storage(values: dict[str, Any], *, background: bool, store: bool) -> None:

@@ -60,6 +60,11 @@ class PostgresJobQueue:
             )
         return [ClaimedJob(r[0], r[1], r[2]) for r in rows]
 
+    async def queued_count(self) -> int:
+        with translated("read"):
+            count = await self._db.pool.fetchval("SELECT count(*) FROM jobs WHERE owner IS NULL")
+        return int(count)
+
     async def requeue(self, response_id: str, owner: str) -> bool:
         db = self._db
         with translated("requeue"):

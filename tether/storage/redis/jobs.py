@@ -52,6 +52,9 @@ class RedisJobQueue:
             jobs.append(ClaimedJob(flat[i].decode(), owner.decode(), float(until)))
         return jobs
 
+    async def queued_count(self) -> int:
+        return int(await self._db.wire.call("ZCARD", self._db.keys.queued))
+
     async def requeue(self, response_id: str, owner: str) -> bool:
         keys = self._db.keys
         done = await self._db.wire.run(

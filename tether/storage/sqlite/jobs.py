@@ -65,6 +65,13 @@ class SQLiteJobQueue:
     async def wait_for_jobs(self, timeout: float) -> None:
         await self._db.job_signal.wait(timeout)
 
+    async def queued_count(self) -> int:
+        def count(conn: sqlite3.Connection) -> int:
+            row = conn.execute("SELECT count(*) FROM jobs WHERE owner IS NULL").fetchone()
+            return int(row[0])
+
+        return await self._db.read(count)
+
     async def requeue(self, response_id: str, owner: str) -> bool:
         def update(conn: sqlite3.Connection) -> bool:
             rows = conn.execute(
