@@ -101,5 +101,10 @@ class AppendConflictError(StorageError):
     """A compare-and-append did not apply: the response is terminal, gone, or moved on."""
 
 
+class EventsExpiredError(StorageError):
+    """The response's event log was dropped after its retention period; its final
+    snapshot is still stored."""
+
+
 def response_not_found(response_id: str) -> NotFoundError:
     return NotFoundError(f"Response with id '{response_id}' not found.")

@@ -75,6 +75,16 @@ class Settings:
     idempotency_seconds: float = _setting(
         86400.0, "How long an Idempotency-Key keeps answering with its response (24 h)."
     )
+    retention_responses_seconds: float = _setting(
+        30 * 86400.0,
+        "How long a finished response (its snapshot, events and input items) is kept; "
+        "the sweeper deletes it after this (30 days). Conversation items are kept.",
+    )
+    retention_event_logs_seconds: float = _setting(
+        0.0,
+        "How long a finished response's event log (stream resume) is kept; after it, "
+        "resuming answers 400 stream_expired (0: as long as the response).",
+    )
     api_keys: str = _setting(
         "",
         "Static API keys: 'project=key,project2=key2' (keys of 16+ characters), besides the "

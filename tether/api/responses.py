@@ -39,7 +39,12 @@ from tether.domain import events as ev
 from tether.domain.ids import response_id as new_response_id
 from tether.domain.response import ResponseStatus, build_response
 from tether.domain.types import JSONObject
-from tether.errors import InvalidRequestError, ProviderError, response_not_found
+from tether.errors import (
+    EventsExpiredError,
+    InvalidRequestError,
+    ProviderError,
+    response_not_found,
+)
 from tether.jobs.runner import payload_from_request
 from tether.providers.base import GenerationRequest
 from tether.providers.tokens import count_tokens
@@ -279,8 +284,25 @@ async def retrieve_response(request: Request) -> Response | EventStream:
     if stored.status.terminal and after >= stored.last_seq:
         batches = _empty()
     else:
+        if stored.status.terminal:
+            await _check_log_kept(ctx.storage, response_id, after)
         batches = tail(ctx.storage, response_id, after, heartbeat=ctx.settings.heartbeat_seconds)
     return EventStream(batches, done_marker=ctx.settings.sse_done)
+
+
+async def _check_log_kept(storage: Storage, response_id: str, after: int) -> None:
+    """A finished response's event log may have expired (retention): answer a 400
+    before the stream starts rather than break it."""
+    try:
+        await storage.events.read_after(response_id, after, 1)
+    except EventsExpiredError:
+        raise InvalidRequestError(
+            f"The event log of response '{response_id}' expired after its retention "
+            "period, so its stream can no longer be resumed. The response itself is "
+            f"still retrievable with GET /v1/responses/{response_id} (without stream).",
+            param="stream",
+            code="stream_expired",
+        ) from None
 
 
 async def _empty() -> AsyncIterator[list[ev.StoredEvent] | None]:

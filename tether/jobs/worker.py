@@ -16,6 +16,11 @@ A job ended elsewhere (a cancel or delete on any replica) is revoked through the
 backend (`JobQueue.watch_revoked`), which stops its runner here at once. On
 shutdown the worker stops claiming, gives running jobs a grace period, then hands
 the rest back for another worker (or this one, restarted) to continue.
+
+Every sweep also applies retention (`expire`): responses finished more than
+`retention_responses_seconds` ago are deleted, and the event logs of those finished
+more than `retention_event_logs_seconds` ago are dropped (the backends make this
+safe on many workers at once), a bounded number of batches per sweep.
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ logger = logging.getLogger("tether.worker")
 
 SHUTDOWN_MESSAGE = "The server shut down before this response finished. Retry the request."
 POLL_SECONDS = 1.0  # fallback claim poll when no in-process wake-up arrives
+RETENTION_BATCH = 500  # responses one `ResponseStore.expire` call handles at most
+RETENTION_BATCHES = 20  # calls per sweep at most: a larger backlog takes a few sweeps
 
 
 # --- owners -------------------------------------------------------------------
@@ -254,6 +261,10 @@ class Worker:
                 await self.sweep(storage)
             except Exception:
                 logger.exception("sweeping %s failed", storage.name)
+            try:
+                await self.expire(storage)
+            except Exception:
+                logger.exception("expiring old responses in %s failed", storage.name)
 
     async def sweep(self, storage: Storage) -> list[str]:
         """Hand back every claimed job whose lease ran out or whose owner is dead."""
@@ -269,6 +280,24 @@ class Worker:
                 )
                 swept.append(job.response_id)
         return swept
+
+    async def expire(self, storage: Storage) -> int:
+        """Delete the responses and drop the event logs whose retention ran out."""
+        settings = self._settings
+        now = time.time()
+        responses_before = now - settings.retention_responses_seconds
+        events_before = now - (
+            settings.retention_event_logs_seconds or settings.retention_responses_seconds
+        )
+        total = 0
+        for _ in range(RETENTION_BATCHES):
+            done = await storage.responses.expire(responses_before, events_before, RETENTION_BATCH)
+            total += done
+            if done == 0:
+                break
+        if total:
+            logger.info("retention: expired %d responses or event logs in %s", total, storage.name)
+        return total
 
     def _abandoned(self, job: ClaimedJob, now: float) -> bool:
         if job.response_id in self._running:

@@ -199,6 +199,16 @@ class ResponseStore(Protocol):
         """Remove the response, its items, events and job. False if unknown."""
         ...
 
+    async def expire(self, responses_before: float, events_before: float, limit: int) -> int:
+        """Retention, safe to run on many workers at once: delete up to `limit`
+        responses that finished (reached a terminal status) before `responses_before`
+        (with their events, input items and idempotency claims; conversation items
+        stay), and drop the event logs of up to `limit` more that finished before
+        `events_before`, after which `EventLog.read_after` on them raises
+        `EventsExpiredError` while `get` still answers the snapshot. Returns how many
+        responses it deleted or dropped the log of; 0 once nothing is left to do."""
+        ...
+
 
 class ConversationStore(Protocol):
     """Conversations and their ordered items (see the module docstring)."""

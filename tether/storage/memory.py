@@ -16,7 +16,12 @@ from tether.domain import events as ev
 from tether.domain.fold import advance, terminal_transition
 from tether.domain.response import ResponseStatus
 from tether.domain.types import JSONObject
-from tether.errors import AppendConflictError, StorageError, response_not_found
+from tether.errors import (
+    AppendConflictError,
+    EventsExpiredError,
+    StorageError,
+    response_not_found,
+)
 from tether.storage.apikeys import MemoryKeyStore
 from tether.storage.base import (
     ADDS_OUTPUT_TO_CONVERSATION,
@@ -49,10 +54,15 @@ class _Row:
     snapshot_seq: int = 0
     conversation_id: str | None = None
     project: str = DEFAULT_PROJECT
+    finished_at: float | None = None
+    expired_seq: int | None = None  # the last seq, once the event log was dropped
+
+    def last_seq(self) -> int:
+        return len(self.events) - 1 if self.expired_seq is None else self.expired_seq
 
     def current(self) -> bytes:
         """The snapshot as of the last event."""
-        if self.snapshot_seq < len(self.events) - 1:
+        if self.expired_seq is None and self.snapshot_seq < len(self.events) - 1:
             later = [e.payload() for e in self.events[self.snapshot_seq + 1 :]]
             self.snapshot = advance(self.snapshot, self.snapshot_seq, later)
             self.snapshot_seq = len(self.events) - 1
@@ -127,9 +137,7 @@ class MemoryDatabase:
         row = self.rows.get(response_id)
         if row is None:
             return None
-        return StoredResponse(
-            response_id, row.status, row.current(), len(row.events) - 1, row.project
-        )
+        return StoredResponse(response_id, row.status, row.current(), row.last_seq(), row.project)
 
     def conversation(self, conversation_id: str) -> _Conversation:
         conversation = self.conversations.get(conversation_id)
@@ -216,6 +224,7 @@ class MemoryResponseStore:
             row.snapshot = orjson.dumps(final)
             row.snapshot_seq = len(row.events) - 1
             row.status = status
+            row.finished_at = time.time()
             self._db.notifier.published(response_id, len(row.events) - 1, finished=True)
             self._db.revoke(response_id)
         return self._db.stored(response_id)
@@ -226,6 +235,30 @@ class MemoryResponseStore:
             self._db.notifier.published(response_id, GONE, finished=True)
         self._db.revoke(response_id)
         return row is not None
+
+    async def expire(self, responses_before: float, events_before: float, limit: int) -> int:
+        db = self._db
+        old = [
+            response_id
+            for response_id, row in db.rows.items()
+            if row.finished_at is not None and row.finished_at < responses_before
+        ][:limit]
+        deleted = [response_id for response_id in old if await self.delete(response_id)]
+        gone = set(deleted)
+        for scope in [s for s, claimed in db.claims.items() if claimed.response_id in gone]:
+            del db.claims[scope]
+        logs = [
+            row
+            for row in db.rows.values()
+            if row.finished_at is not None
+            and row.finished_at < events_before
+            and row.expired_seq is None
+        ][:limit]
+        for row in logs:
+            row.current()
+            row.expired_seq = len(row.events) - 1
+            row.events = []
+        return len(deleted) + len(logs)
 
 
 class MemoryEventLog:
@@ -274,6 +307,7 @@ class MemoryEventLog:
         row.status = status
         finished = events[-1].terminal
         if finished:
+            row.finished_at = time.time()
             self._db.jobs.pop(response_id, None)
             if row.conversation_id is not None and events[-1].type in ADDS_OUTPUT_TO_CONVERSATION:
                 conversation = self._db.conversations.get(row.conversation_id)
@@ -287,11 +321,13 @@ class MemoryEventLog:
         row = self._db.rows.get(response_id)
         if row is None:
             raise response_not_found(response_id)
+        if row.expired_seq is not None:
+            raise EventsExpiredError(f"the event log of response {response_id} has expired")
         return row.events[after + 1 : after + 1 + limit]
 
     async def wait(self, response_id: str, after: int, timeout: float) -> bool:
         row = self._db.rows.get(response_id)
-        if row is not None and len(row.events) - 1 > after:
+        if row is not None and row.last_seq() > after:
             return True
         return await self._db.notifier.wait(response_id, after, timeout)
 

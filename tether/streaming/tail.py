@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from tether.domain.events import StoredEvent
-from tether.errors import NotFoundError
+from tether.errors import EventsExpiredError, NotFoundError
 from tether.storage.base import Storage
 
 READ_LIMIT = 1000  # events per read
@@ -23,15 +23,16 @@ async def tail(
 ) -> AsyncIterator[list[StoredEvent] | None]:
     """Batches of events with `seq > after` up to the terminal one; None = heartbeat due.
 
-    Ends early, without a terminal event, when the response is deleted, or when
-    it is terminal and `after` is already at or past its last event.
+    Ends early, without a terminal event, when the response is deleted or its event
+    log expired, or when it is terminal and `after` is already at or past its last
+    event.
     """
     log = storage.events
     while True:
         try:
             batch = await log.read_after(response_id, after, READ_LIMIT)
-        except NotFoundError:
-            return
+        except (NotFoundError, EventsExpiredError):
+            return  # deleted, or its event log expired (retention) while being read
         if batch:
             yield batch
             after = batch[-1].seq

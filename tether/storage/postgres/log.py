@@ -21,7 +21,12 @@ import orjson
 
 from tether.domain import events as ev
 from tether.domain.response import ResponseStatus
-from tether.errors import AppendConflictError, StorageError, response_not_found
+from tether.errors import (
+    AppendConflictError,
+    EventsExpiredError,
+    StorageError,
+    response_not_found,
+)
 from tether.storage.base import ADDS_OUTPUT_TO_CONVERSATION, contiguous
 from tether.storage.postgres.database import (
     PostgresDatabase,
@@ -219,7 +224,8 @@ class PostgresEventLog:
         try:
             with translated("read"):
                 rows = await self._db.pool.fetch(
-                    "SELECT r.last_seq, r.status, e.first_seq, e.frames FROM responses r "
+                    "SELECT r.last_seq, r.status, e.first_seq, e.frames, r.events_expired "
+                    "FROM responses r "
                     "LEFT JOIN LATERAL (SELECT first_seq, last_seq, frames FROM events "
                     "WHERE rid = r.rid AND last_seq > $2 ORDER BY last_seq LIMIT $3) e ON true "
                     "WHERE r.id = $1 ORDER BY e.last_seq",
@@ -229,6 +235,8 @@ class PostgresEventLog:
                 )
             if not rows:
                 raise response_not_found(response_id)
+            if rows[0][4]:
+                raise EventsExpiredError(f"the event log of response {response_id} has expired")
             if not ResponseStatus(rows[0][1]).terminal:
                 head = rows[0][0]
         finally:

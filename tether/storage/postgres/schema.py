@@ -289,6 +289,16 @@ MIGRATIONS = [
     );
     CREATE INDEX idempotency_keys_by_expiry ON idempotency_keys (expires_at);
     """,
+    # Migration 5 — retention (`retention.py`): a terminal response's `updated_at` is
+    # when it finished (nothing updates it after). Candidates are found by
+    # `created_at`, which appends never change, so their updates stay HOT; a response
+    # finishes after it was created. `events_expired` is set once its event log was
+    # dropped and its snapshot folded to the end.
+    """
+    ALTER TABLE responses ADD COLUMN events_expired boolean NOT NULL DEFAULT false;
+    CREATE INDEX responses_by_created ON responses (created_at);
+    CREATE INDEX responses_logs_kept ON responses (created_at) WHERE NOT events_expired;
+    """,
 ]
 
 LATEST = len(MIGRATIONS)

@@ -1,4 +1,5 @@
-"""`PostgresResponseStore`: responses, input items, terminal transitions, delete."""
+"""`PostgresResponseStore`: responses, input items, terminal transitions, delete,
+retention (`retention.py`)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from tether.storage.base import (
 from tether.storage.notify import GONE
 from tether.storage.postgres.claims import claim_key
 from tether.storage.postgres.database import PostgresDatabase, joined, split_frames, translated
+from tether.storage.postgres.retention import DELETE_FINISHED, DROP_LOG, OLD_LOGS
 
 # The response row and the frames past its snapshot, in one statement (one snapshot).
 _CURRENT = (
@@ -216,3 +218,17 @@ class PostgresResponseStore:
             db.target.jobs_channel,
             db.job_notice("-", response_id) if revoked else None,
         )
+
+    async def expire(self, responses_before: float, events_before: float, limit: int) -> int:
+        db = self._db
+        async with db.transaction("expire") as conn:
+            deleted = [row[0] for row in await conn.fetch(DELETE_FINISHED, responses_before, limit)]
+        for response_id in deleted:
+            db.heads.published(response_id, GONE, finished=True)
+        async with db.transaction("expire") as conn:
+            old = await conn.fetch(OLD_LOGS, events_before, limit)
+            for rid, response_id in old:
+                # Locked and terminal: the fold sees every event there will be.
+                stored = current(response_id, await conn.fetchrow(_CURRENT, response_id))
+                await conn.execute(DROP_LOG, rid, stored.snapshot)
+        return len(deleted) + len(old)

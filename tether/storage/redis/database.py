@@ -31,7 +31,9 @@ logger = logging.getLogger(__name__)
 # 4: Idempotency-Key claims (`<p>:idem:…` keys, written by the create script). Keys
 # need no migration; the number keeps an older Tether, which would not honour the
 # claims (or the projects), off the store.
-SCHEMA_VERSION = 4
+# 5: retention (`<p>:finished` and `<p>:logs` zsets, the `expired` field of a response
+# whose event log was dropped): an older Tether would not know an expired log.
+SCHEMA_VERSION = 5
 DEFAULT_PREFIX = "tether"
 CONNECT_TIMEOUT_SECONDS = 5.0
 

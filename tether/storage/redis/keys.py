@@ -20,6 +20,11 @@
     <p>:apikey:<id>                 hash     project, name, digest (SHA-256 of the secret),
                                              created, revoked: an API key (`apikeys.py`)
     <p>:apikeys                     zset     API key ids, scored by creation time
+    <p>:finished                    zset     finished responses, scored by when they
+                                             finished (unix seconds; `retention.py`)
+    <p>:logs                        zset     the finished responses whose event log is
+                                             still kept, scored the same way
+    <p>:resp:<id> field `expired`            set once its event log was dropped
 
     channels: <p>:wake:<id> (a commit: "<last_seq> <count>[ end]\n<frames>", or "gone"),
               <p>:jobs (a job was queued), <p>:revoked ("<origin> <id>": a job was removed
@@ -79,6 +84,14 @@ class Keys:
 
     def api_key(self, key_id: str) -> str:
         return f"{self.prefix}:apikey:{key_id}"
+
+    @property
+    def finished(self) -> str:
+        return f"{self.prefix}:finished"
+
+    @property
+    def logs(self) -> str:
+        return f"{self.prefix}:logs"
 
     @property
     def api_keys(self) -> str:

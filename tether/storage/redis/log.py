@@ -19,7 +19,7 @@ import orjson
 from tether.domain import events as ev
 from tether.domain.fold import advance
 from tether.domain.response import ResponseStatus
-from tether.errors import AppendConflictError, response_not_found
+from tether.errors import AppendConflictError, EventsExpiredError, response_not_found
 from tether.storage.base import (
     ADDS_OUTPUT_TO_CONVERSATION,
     DEFAULT_PROJECT,
@@ -177,6 +177,8 @@ class RedisEventLog:
         )
         if entries is None:
             raise response_not_found(response_id)
+        if entries == b"expired":
+            raise EventsExpiredError(f"the event log of response {response_id} has expired")
         return parse_entries(entries, after, limit) if limit > 0 else []
 
     async def wait(self, response_id: str, after: int, timeout: float) -> bool:

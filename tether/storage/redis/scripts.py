@@ -183,6 +183,8 @@ DELETE = _script(
 local id, prefix = ARGV[1], ARGV[2]
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('UNLINK', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+redis.call('ZREM', prefix .. ':finished', id)
+redis.call('ZREM', prefix .. ':logs', id)
 local had_job = redis.call('DEL', prefix .. ':job:' .. id)
 redis.call('ZREM', prefix .. ':jobs:queued', id)
 redis.call('HDEL', prefix .. ':jobs:leases', id)
@@ -225,6 +227,10 @@ end
 local had_job = redis.call('DEL', prefix .. ':job:' .. id)
 redis.call('ZREM', prefix .. ':jobs:queued', id)
 redis.call('HDEL', prefix .. ':jobs:leases', id)
+local now = redis.call('TIME')
+local finished = now[1] .. '.' .. string.format('%06d', now[2])
+redis.call('ZADD', prefix .. ':finished', finished, id)
+redis.call('ZADD', prefix .. ':logs', finished, id)
 if #ARGV > 10 and row[3] then
   local cid, generation = string.match(row[3], '^(.*) (%d+)$')
   if redis.call('HGET', prefix .. ':conv:' .. cid, 'gen') == generation then
@@ -247,12 +253,17 @@ return {'ok', had_job}
 )
 
 # Committed entries with last seq > after (XRANGE from `after + 1`); nil when the
-# response does not exist. KEYS: events, resp;  ARGV: start, count
+# response does not exist, 'expired' when its log was dropped (`retention.py`).
+# KEYS: events, resp;  ARGV: start, count
 READ = _script(
     "read",
     r"""
 local entries = redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])
-if #entries == 0 and redis.call('EXISTS', KEYS[2]) == 0 then return false end
+if #entries == 0 then
+  local row = redis.call('HMGET', KEYS[2], 'status', 'expired')
+  if not row[1] then return false end
+  if row[2] then return 'expired' end
+end
 return entries
 """,
 )

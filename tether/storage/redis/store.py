@@ -1,5 +1,6 @@
 """`RedisResponseStore`: create (one script: row, items, first events, job, conversation
-items), reads of the current response and its input items, terminate, delete."""
+items), reads of the current response and its input items, terminate, delete,
+retention (`retention.py`)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from tether.storage.base import (
 )
 from tether.storage.redis.database import RedisDatabase
 from tether.storage.redis.log import RedisEventLog, current
+from tether.storage.redis.retention import expire
 from tether.storage.redis.scripts import CREATE, CREATE_CLAIMED, DELETE, INPUT_PAGE
 
 TERMINATE_TRIES = 50  # a runner appending meanwhile makes terminate read and try again
@@ -164,3 +166,6 @@ class RedisResponseStore:
         if deleted == 2:
             self._db.wake.revoked_here(response_id)
         return True
+
+    async def expire(self, responses_before: float, events_before: float, limit: int) -> int:
+        return await expire(self._db, responses_before, events_before, limit)

@@ -161,6 +161,12 @@ class Wakeups:
             channel.recent = None
         self.notifier.published(response_id, GONE, finished=True)
 
+    def expired(self, response_id: str) -> None:
+        """The response's event log was dropped (retention): forget its events."""
+        channel = self._channels.get(self._wake_prefix + response_id.encode())
+        if channel is not None:
+            channel.recent = None
+
     def recent_after(self, response_id: str, after: int, limit: int) -> list[ev.StoredEvent] | None:
         """The kept events past `after`, or None when they do not reach back that far."""
         channel = self._channels.get(self._wake_prefix + response_id.encode())

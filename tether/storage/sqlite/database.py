@@ -119,6 +119,16 @@ MIGRATIONS = [
     ) WITHOUT ROWID;
     CREATE INDEX idempotency_keys_by_expiry ON idempotency_keys (expires_at);
     """,
+    # Migration 5 — retention (`retention.py`): a terminal response's `updated_at` is
+    # when it finished (nothing updates it after). Candidates are found by
+    # `created_at` (never updated, so appends do no index work; a response finishes
+    # after it was created); `events_expired` is set once its event log was dropped
+    # and its snapshot folded to the end.
+    """
+    ALTER TABLE responses ADD COLUMN events_expired INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX responses_by_created ON responses (created_at);
+    CREATE INDEX responses_logs_kept ON responses (created_at) WHERE events_expired = 0;
+    """,
 ]
 
 RECENT_LIMIT = 2048  # events kept in memory per active response

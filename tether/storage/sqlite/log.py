@@ -11,6 +11,7 @@ from tether.domain import events as ev
 from tether.domain.response import ResponseStatus
 from tether.errors import (
     AppendConflictError,
+    EventsExpiredError,
     response_not_found,
 )
 from tether.storage.base import (
@@ -76,9 +77,13 @@ class SQLiteEventLog:
             return recent.events[start : start + limit]
 
         def select(conn: sqlite3.Connection) -> list[ev.StoredEvent]:
-            row = conn.execute("SELECT rid FROM responses WHERE id = ?", (response_id,)).fetchone()
+            row = conn.execute(
+                "SELECT rid, events_expired FROM responses WHERE id = ?", (response_id,)
+            ).fetchone()
             if row is None:
                 raise response_not_found(response_id)
+            if row[1]:
+                raise EventsExpiredError(f"the event log of response {response_id} has expired")
             return events_after(conn, row[0], after, limit)
 
         return await self._db.read(select, snapshot=True)

@@ -1,4 +1,5 @@
-"""`SQLiteResponseStore`: responses, input items, terminal transitions, delete."""
+"""`SQLiteResponseStore`: responses, input items, terminal transitions, delete,
+retention."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from tether.storage.base import (
 from tether.storage.sqlite.claims import check_claim, write_claim
 from tether.storage.sqlite.conversations import append_items, check_new, conversation_rowid
 from tether.storage.sqlite.database import SQLiteDatabase
+from tether.storage.sqlite.retention import delete_finished, drop_event_logs
 from tether.storage.sqlite.rows import Head, current_response, insert_events
 
 
@@ -175,3 +177,17 @@ class SQLiteResponseStore:
 
         deleted, _ = await self._db.write(remove, committed)
         return deleted
+
+    async def expire(self, responses_before: float, events_before: float, limit: int) -> int:
+        def expire(conn: sqlite3.Connection) -> tuple[list[str], list[str]]:
+            deleted = delete_finished(conn, responses_before, limit)
+            return deleted, drop_event_logs(conn, events_before, limit)
+
+        def committed(result: tuple[list[str], list[str]]) -> None:
+            for response_id in result[0]:
+                self._db.forget(response_id)
+            for response_id in result[1]:
+                self._db.recent.pop(response_id, None)
+
+        deleted, dropped = await self._db.write(expire, committed)
+        return len(deleted) + len(dropped)
