@@ -40,7 +40,6 @@ Sections: options (`ChatConfig`), the provider, token counting, error bodies.
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
@@ -62,6 +61,14 @@ from tether.providers.retry import (
     status_failure,
     transport_failure,
 )
+from tether.providers.upstream import (
+    check_url,
+    common_options,
+    error_message,
+    model_error,
+    status_detail,
+    without_userinfo,
+)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -79,9 +86,7 @@ _OPTION_TYPES: dict[str, tuple[type, ...]] = {
 }
 _PATH = "/chat/completions"
 _CONNECT_TIMEOUT = 10.0
-_ERROR_BODY_LIMIT = 64 * 1024
 _TOKENIZE_BODY_LIMIT = 32 * 1024 * 1024  # vLLM answers every token id, not only the count
-_MIN_REDACTED_KEY = 8
 _FINISH_REASONS: dict[str, FinishReason] = {
     "stop": "stop",
     "length": "length",
@@ -119,75 +124,23 @@ class ChatConfig:
     ) -> ChatConfig:
         """Parse the options; raises `ConfigError` naming the model and the bad key."""
         where = f"Model '{model_name}' (provider 'chat')"
-        for key, value in options.items():
-            if key not in _OPTION_TYPES:
-                known = ", ".join(sorted(_OPTION_TYPES))
-                raise ConfigError(f"{where}: unknown option '{key}'; known options: {known}.")
-            types = _OPTION_TYPES[key]
-            if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-                raise ConfigError(f"{where}: option '{key}' must be {option_kind(types)}.")
-        base_url = options.get("base_url")
-        if not base_url:
-            raise ConfigError(
-                f"{where}: option 'base_url' is required, e.g. 'http://127.0.0.1:8000/v1'."
-            )
-        _check_url(where, "base_url", base_url)
+        common = common_options(
+            where,
+            model_name,
+            options,
+            _OPTION_TYPES,
+            example_url="http://127.0.0.1:8000/v1",
+            environ=environ,
+        )
         tokenize_url = options.get("tokenize_url")
         if tokenize_url is not None:
-            _check_url(where, "tokenize_url", tokenize_url)
-        timeout = float(options.get("timeout_seconds", 600.0))
-        if timeout <= 0:
-            raise ConfigError(f"{where}: option 'timeout_seconds' must be positive.")
-        headers = options.get("headers", {})
-        if not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
-            raise ConfigError(f"{where}: option 'headers' must map header names to strings.")
+            check_url(where, "tokenize_url", tokenize_url)
         return cls(
             model_name=model_name,
-            base_url=base_url.rstrip("/"),
-            upstream_model=options.get("upstream_model") or model_name,
-            api_key=_api_key(where, options, os.environ if environ is None else environ),
-            timeout_seconds=timeout,
-            headers=dict(headers),
             tokenize_url=tokenize_url,
             continue_final_message=options.get("continue_final_message", False),
-            timeouts=Timeouts.from_options(where, options, timeout),
-            retry=RetryPolicy.from_options(where, options),
+            **common,
         )
-
-
-def option_kind(types: tuple[type, ...]) -> str:
-    """What an option of these types must be, for error messages."""
-    if float in types:
-        return "a number"
-    return {int: "an integer", bool: "true or false", str: "a string"}.get(
-        types[0], types[0].__name__
-    )
-
-
-def _check_url(where: str, key: str, value: str) -> None:
-    try:
-        url = urlsplit(value)
-        url.port  # noqa: B018 - raises ValueError for a bad port
-    except ValueError as exc:
-        raise ConfigError(f"{where}: option '{key}' is not a valid URL ({exc}).") from None
-    if url.scheme not in ("http", "https") or not url.hostname:
-        raise ConfigError(f"{where}: option '{key}' must be an http:// or https:// URL.")
-
-
-def _api_key(where: str, options: Mapping[str, Any], environ: Mapping[str, str]) -> str | None:
-    if "api_key" in options and "api_key_env" in options:
-        raise ConfigError(f"{where}: set option 'api_key' or 'api_key_env', not both.")
-    env_name = options.get("api_key_env")
-    if env_name is None:
-        key: str | None = options.get("api_key")
-        return key
-    value = environ.get(env_name)
-    if not value:
-        raise ConfigError(
-            f"{where}: option 'api_key_env' names the environment variable '{env_name}',"
-            " which is not set."
-        )
-    return value
 
 
 # --- the provider ----------------------------------------------------------------------
@@ -275,14 +228,8 @@ class ChatProvider:
         self, detail: str, *, code: str = "server_error", status: int | None = None
     ) -> ProviderError:
         """A `ProviderError` naming this model, with the API key redacted from `detail`."""
-        key = self.config.api_key
-        # A very short key cannot be told apart from ordinary text; redacting it would
-        # mangle the message without protecting anything.
-        if key and len(key) >= _MIN_REDACTED_KEY:
-            detail = detail.replace(key, "***")
-        return ProviderError(
-            f"Upstream model '{self.config.model_name}' {detail}", code=code, status=status
-        )
+        config = self.config
+        return model_error(config.model_name, config.api_key, detail, code=code, status=status)
 
     def _mapped(self, build: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """`build(…)`, a mapping of the request, its errors named after this model."""
@@ -309,13 +256,11 @@ class ChatProvider:
         )
 
     async def _status_error(self, response: StreamingResponse) -> ProviderError:
-        message = _error_message(await response.read(_ERROR_BODY_LIMIT))
-        status = response.status
-        code = "rate_limit_exceeded" if status == 429 else "server_error"
-        return self.error(f"returned HTTP {status}: {message}", code=code, status=status)
+        detail, code, status = await status_detail(response)
+        return self.error(detail, code=code, status=status)
 
     def _transport_error(self, exc: UpstreamHTTPError, *, emitted: bool) -> ProviderError:
-        at = f"at {_without_userinfo(self.config.base_url)}"
+        at = f"at {without_userinfo(self.config.base_url)}"
         return transport_failure(self.error, at, self.config.timeouts, exc, emitted=emitted)
 
 
@@ -332,7 +277,7 @@ class TokenizingChatProvider(ChatProvider):
             raise ConfigError(f"Model '{config.model_name}' (provider 'chat') has no tokenize_url.")
         url = urlsplit(config.tokenize_url)
         self._tokenize_path = (url.path or "/") + (f"?{url.query}" if url.query else "")
-        self._tokenize_at = f"at {_without_userinfo(config.tokenize_url)}"
+        self._tokenize_at = f"at {without_userinfo(config.tokenize_url)}"
         origin = urlunsplit((url.scheme, url.netloc, "", "", ""))
         self._tokenizer = self._http_client(origin, "application/json", config.timeout_seconds)
 
@@ -357,7 +302,7 @@ class TokenizingChatProvider(ChatProvider):
         except UpstreamHTTPError as exc:
             raise self.error(f"could not count tokens: tokenizer {at} failed: {exc}") from None
         if status >= 400:
-            message = _error_message(raw)
+            message = error_message(raw)
             raise self.error(
                 f"could not count tokens: tokenizer {at} returned HTTP {status}: {message}",
                 status=status,
@@ -372,28 +317,3 @@ class TokenizingChatProvider(ChatProvider):
                 f"could not count tokens: tokenizer {at} answered without a 'count': {detail}"
             )
         return count
-
-
-# --- error bodies ----------------------------------------------------------------------
-
-
-def _error_message(raw: bytes) -> str:
-    """`error.message` of an OpenAI-shaped body, else the start of the text."""
-    try:
-        payload = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        payload = None
-    if isinstance(payload, dict):
-        error = payload.get("error")
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return str(error["message"])
-        if isinstance(error, str):  # Ollama: {"error": "model not found"}
-            return error
-    text = raw.decode("utf-8", errors="replace").strip()[:500]
-    return text or "(empty body)"
-
-
-def _without_userinfo(url: str) -> str:
-    """The URL for messages: credentials written into it (user:pass@) never show."""
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))

@@ -47,7 +47,6 @@ Sections: options (`ResponsesConfig`), the provider, the request body.
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,7 +57,6 @@ import orjson
 from tether.domain.types import JSONObject
 from tether.errors import ConfigError, ProviderError
 from tether.providers.base import Delta, Finish, GenerationRequest
-from tether.providers.chat import _api_key, _error_message, _without_userinfo, option_kind
 from tether.providers.http import (
     HTTPClient,
     ReadTimedOut,
@@ -74,6 +72,14 @@ from tether.providers.retry import (
     status_failure,
     transport_failure,
 )
+from tether.providers.upstream import (
+    ERROR_BODY_LIMIT,
+    common_options,
+    error_message,
+    model_error,
+    status_detail,
+    without_userinfo,
+)
 
 _OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "base_url": (str,),
@@ -86,8 +92,6 @@ _OPTION_TYPES: dict[str, tuple[type, ...]] = {
     **OPTION_TYPES,
 }
 _CONNECT_TIMEOUT = 10.0
-_ERROR_BODY_LIMIT = 64 * 1024
-_MIN_REDACTED_KEY = 8
 _EXTRA_KEYS = ("user", "safety_identifier", "prompt_cache_key", "service_tier", "metadata")
 _WITHOUT_IDS = frozenset({"message", "function_call", "function_call_output"})
 
@@ -119,46 +123,23 @@ class ResponsesConfig:
     ) -> ResponsesConfig:
         """Parse the options; raises `ConfigError` naming the model and the bad key."""
         where = f"Model '{model_name}' (provider 'responses')"
-        for key, value in options.items():
-            if key not in _OPTION_TYPES:
-                known = ", ".join(sorted(_OPTION_TYPES))
-                raise ConfigError(f"{where}: unknown option '{key}'; known options: {known}.")
-            types = _OPTION_TYPES[key]
-            if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-                raise ConfigError(f"{where}: option '{key}' must be {option_kind(types)}.")
-        base_url = options.get("base_url")
-        if not base_url:
-            raise ConfigError(
-                f"{where}: option 'base_url' is required, e.g. 'https://api.openai.com/v1'."
-            )
-        try:
-            url = urlsplit(base_url)
-            url.port  # noqa: B018 - raises ValueError for a bad port
-        except ValueError as exc:
-            raise ConfigError(f"{where}: option 'base_url' is not a valid URL ({exc}).") from None
-        if url.scheme not in ("http", "https") or not url.hostname:
-            raise ConfigError(f"{where}: option 'base_url' must be an http:// or https:// URL.")
-        if url.query:
+        common = common_options(
+            where,
+            model_name,
+            options,
+            _OPTION_TYPES,
+            example_url="https://api.openai.com/v1",
+            environ=environ,
+        )
+        if urlsplit(common["base_url"]).query:
             raise ConfigError(
                 f"{where}: option 'base_url' must not have a query string; for Azure OpenAI"
                 " use the v1 endpoint 'https://RESOURCE.openai.azure.com/openai/v1'."
             )
-        timeout = float(options.get("timeout_seconds", 600.0))
-        if timeout <= 0:
-            raise ConfigError(f"{where}: option 'timeout_seconds' must be positive.")
-        headers = options.get("headers", {})
-        if not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
-            raise ConfigError(f"{where}: option 'headers' must map header names to strings.")
         return cls(
             model_name=model_name,
-            base_url=base_url.rstrip("/"),
-            upstream_model=options.get("upstream_model") or model_name,
-            api_key=_api_key(where, options, os.environ if environ is None else environ),
-            timeout_seconds=timeout,
-            headers=dict(headers),
             upstream_store=options.get("upstream_store", False),
-            timeouts=Timeouts.from_options(where, options, timeout),
-            retry=RetryPolicy.from_options(where, options),
+            **common,
         )
 
 
@@ -260,7 +241,7 @@ class ResponsesProvider:
                 "/responses/input_tokens", body, deadline=deadline
             ) as response:
                 if response.status in (404, 405):
-                    message = _error_message(await response.read(_ERROR_BODY_LIMIT))
+                    message = error_message(await response.read(ERROR_BODY_LIMIT))
                     raise self.error(
                         "cannot count input tokens: POST /responses/input_tokens answered"
                         f" HTTP {response.status}: {message}",
@@ -268,9 +249,9 @@ class ResponsesProvider:
                     )
                 if response.status >= 400:
                     raise await self._status_error(response)
-                raw = await response.read(_ERROR_BODY_LIMIT)
+                raw = await response.read(ERROR_BODY_LIMIT)
         except UpstreamHTTPError as exc:
-            at = f"at {_without_userinfo(self.config.base_url)}"
+            at = f"at {without_userinfo(self.config.base_url)}"
             if isinstance(exc, ReadTimedOut):
                 seconds = self.config.timeout_seconds
                 raise self.error(
@@ -291,23 +272,15 @@ class ResponsesProvider:
         self, detail: str, *, code: str = "server_error", status: int | None = None
     ) -> ProviderError:
         """A `ProviderError` naming this model, with the API key redacted from `detail`."""
-        key = self.config.api_key
-        # A very short key cannot be told apart from ordinary text; redacting it would
-        # mangle the message without protecting anything.
-        if key and len(key) >= _MIN_REDACTED_KEY:
-            detail = detail.replace(key, "***")
-        return ProviderError(
-            f"Upstream model '{self.config.model_name}' {detail}", code=code, status=status
-        )
+        config = self.config
+        return model_error(config.model_name, config.api_key, detail, code=code, status=status)
 
     async def _status_error(self, response: StreamingResponse) -> ProviderError:
-        message = _error_message(await response.read(_ERROR_BODY_LIMIT))
-        status = response.status
-        code = "rate_limit_exceeded" if status == 429 else "server_error"
-        return self.error(f"returned HTTP {status}: {message}", code=code, status=status)
+        detail, code, status = await status_detail(response)
+        return self.error(detail, code=code, status=status)
 
     def _transport_error(self, exc: UpstreamHTTPError, *, emitted: bool) -> ProviderError:
-        at = f"at {_without_userinfo(self.config.base_url)}"
+        at = f"at {without_userinfo(self.config.base_url)}"
         return transport_failure(self.error, at, self.config.timeouts, exc, emitted=emitted)
 
     # --- the request body --------------------------------------------------------------
