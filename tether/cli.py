@@ -207,6 +207,7 @@ def serve(settings: Settings, *, access_log: bool = False) -> None:
             access_log=access_log,
             loop="auto",
             http="auto",
+            ws_max_size=settings.max_body_bytes,  # a WebSocket create is a body too
             timeout_graceful_shutdown=10,
         )
     except ConfigError as exc:

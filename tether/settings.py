@@ -72,6 +72,11 @@ class Settings:
     max_generation_seconds: float = _setting(
         3600.0, "Longest a response may generate before it fails (0: no limit)."
     )
+    websocket_max_seconds: float = _setting(
+        3600.0,
+        "Longest a WebSocket connection to /v1/responses stays open; then it gets the "
+        "error websocket_connection_limit_reached and is closed (0: no limit).",
+    )
     idempotency_seconds: float = _setting(
         86400.0, "How long an Idempotency-Key keeps answering with its response (24 h)."
     )

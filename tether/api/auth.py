@@ -5,7 +5,8 @@
   (`api_keys = "project=key,…"`), or the admin key (`admin_key`), which manages keys
   under `/admin/` and may do nothing else (403); project keys get 403 there.
 - A missing or unknown key is a 401 (`invalid_api_key`). `/healthz` and
-  `/openapi.json` need no key.
+  `/openapi.json` need no key. A WebSocket handshake is refused with the same
+  answer; an open socket checks its key again at every `response.create`.
 - With no key anywhere (no static key, no admin key, none ever made in the store)
   Tether runs open: every request is project "default". It does so only on a
   loopback address, unless `insecure_no_auth`. Once a key is made in the store, keys
@@ -30,7 +31,7 @@ import time
 from typing import TYPE_CHECKING
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import HTTPConnection
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -68,8 +69,8 @@ class KeyCheckUnavailableError(APIError):
     error_type = "server_error"
 
 
-def principal(request: Request) -> Principal:
-    """Who makes `request` (set by `AuthMiddleware`)."""
+def principal(request: HTTPConnection) -> Principal:
+    """Who makes `request`, or opened a WebSocket (set by `AuthMiddleware`)."""
     found: Principal = request.scope[SCOPE_KEY]
     return found
 
@@ -260,7 +261,8 @@ def _masked(key: str) -> str:
     return f"{key[:6]}****{key[-4:]}" if len(key) >= 16 else "****"
 
 
-def _bearer(scope: Scope) -> str | None:
+def bearer(scope: Scope) -> str | None:
+    """The key of `Authorization: Bearer <key>`, or None."""
     headers: list[tuple[bytes, bytes]] = scope["headers"]
     for name, value in headers:
         if name == b"authorization":
@@ -284,7 +286,7 @@ class AuthMiddleware:
             await self.app(scope, receive, send)
             return
         try:
-            found = await self.auth.authenticate(_bearer(scope), scope["path"])
+            found = await self.auth.authenticate(bearer(scope), scope["path"])
             self.limits.count_request(found)
         except APIError as exc:
             await _refuse(scope, receive, send, exc)
@@ -294,7 +296,12 @@ class AuthMiddleware:
 
 
 async def _refuse(scope: Scope, receive: Receive, send: Send, error: APIError) -> None:
-    if scope["type"] == "websocket":
+    """The error as JSON with its status; a WebSocket handshake gets the same answer
+    (the client's handshake fails with it), or a close with 1008 (policy violation)
+    where the server cannot answer a handshake with an HTTP response."""
+    if scope["type"] == "websocket" and "websocket.http.response" not in scope.get(
+        "extensions", {}
+    ):
         await send({"type": "websocket.close", "code": 1008, "reason": error.message[:120]})
         return
     headers = getattr(error, "headers", None)

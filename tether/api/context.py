@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 
 from tether.errors import PayloadTooLargeError
 from tether.jobs.worker import Worker
@@ -22,7 +22,8 @@ class Context:
     worker: Worker
 
 
-def context(request: Request) -> Context:
+def context(request: HTTPConnection) -> Context:
+    """The context of a request or a WebSocket connection."""
     ctx: Context = request.app.state.tether
     return ctx
 

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from starlette.requests import Request
+from starlette.requests import HTTPConnection
 
 from tether.api.auth import principal
 from tether.errors import APIError
@@ -137,7 +137,7 @@ async def _drop_ended(flights: _Flights, now: float) -> None:
             flights.responses.pop(response_id, None)
 
 
-async def admit_response(request: Request, storage: Storage, response_id: str) -> None:
+async def admit_response(request: HTTPConnection, storage: Storage, response_id: str) -> None:
     """`Limits.admit` for the request's key (see `auth.principal`)."""
     limits: Limits = request.app.state.limits
     await limits.admit(principal(request), storage, response_id)

@@ -1,5 +1,5 @@
 """The `/v1/responses` routes: create, retrieve (JSON or stream), cancel, delete,
-input items.
+input items. (Its WebSocket mode, in `websocket.py`, creates through `start_response`.)
 
 Every answer that carries events is a tail of the response's log (`tail`): the
 creating request's stream, a resume, and the wait of a blocking create. Stored
@@ -13,10 +13,10 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -36,6 +36,7 @@ from tether.api.schemas import (
 from tether.api.sse import EventStream
 from tether.api.turns import build_turn, provider_refusal
 from tether.domain import events as ev
+from tether.domain.encoding import dumps
 from tether.domain.ids import response_id as new_response_id
 from tether.domain.response import ResponseStatus, build_response
 from tether.domain.types import JSONObject
@@ -48,7 +49,13 @@ from tether.errors import (
 from tether.jobs.runner import payload_from_request
 from tether.providers.base import GenerationRequest
 from tether.providers.tokens import count_tokens
-from tether.storage.base import IdempotencyConflictError, NewResponse, Storage
+from tether.storage.base import (
+    IdempotencyClaim,
+    IdempotencyConflictError,
+    NewResponse,
+    ResponseStore,
+    Storage,
+)
 from tether.streaming.tail import tail
 
 JSON_TYPE = "application/json"
@@ -63,7 +70,6 @@ def json_response(body: bytes, status: int = 200) -> Response:
 
 async def create_response(request: Request) -> ASGIApp:
     ctx = context(request)
-    project = principal(request).project
     key = idempotency.read_key(request)
     body = await read_body(request)
     params = parse_create_request(
@@ -80,7 +86,49 @@ async def create_response(request: Request) -> ASGIApp:
         claim = idempotency.claim(
             key, body, store=params.store, window_seconds=ctx.settings.idempotency_seconds
         )
-    turn = await build_turn(ctx, params, project=project)
+    try:
+        started = await start_response(request, params, claim=claim)
+    except IdempotencyConflictError as held:
+        assert claim is not None
+        if held.body_hash != claim.body_hash:
+            raise idempotency.KeyReusedError(claim.key) from None
+        return await _replay(ctx, params, claim.key, held.response_id)
+    storage, response_id = started.storage, started.response_id
+    if params.background and not params.stream:
+        return json_response(orjson.dumps(started.snapshot))
+    if params.stream:
+        return EventStream(
+            tail(storage, response_id, -1, heartbeat=ctx.settings.heartbeat_seconds),
+            done_marker=ctx.settings.sse_done,
+            on_end=None if params.store else ephemeral_end(ctx, storage, response_id),
+        )
+    return _Blocking(ctx, storage, response_id, params.store)
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """A response just created with its job: the store it lives in (the configured
+    one, or memory for `store=false`), its id and its first snapshot."""
+
+    storage: Storage
+    response_id: str
+    snapshot: JSONObject
+
+
+async def start_response(
+    conn: HTTPConnection,
+    params: CreateRequest,
+    *,
+    claim: IdempotencyClaim | None = None,
+    previous: ResponseStore | None = None,
+) -> Started:
+    """Create a validated request's response — its context, its first events and its
+    job, in one transaction — for `POST /v1/responses` and for a WebSocket
+    `response.create` alike. Raises what `build_turn` raises, `RateLimitError` (429)
+    when the key has too many responses in flight, and `IdempotencyConflictError`
+    when `claim`'s key is held already. `previous`: see `build_turn`."""
+    ctx = context(conn)
+    turn = await build_turn(ctx, params, project=principal(conn).project, previous=previous)
     storage = ctx.storage if params.store else ctx.memory
     snapshot, events = _new_response(params)
     response_id = snapshot["id"]
@@ -89,37 +137,23 @@ async def create_response(request: Request) -> ASGIApp:
         # The model's ceiling is the limit of a request that sets none (echoed as null).
         ceiling = ctx.providers.max_output_tokens(params.model)
         generation = replace(generation, max_output_tokens=ceiling)
-    await admit_response(request, storage, response_id)  # 429 when the key has too many
-    try:
-        await storage.responses.create(
-            NewResponse(
-                id=response_id,
-                snapshot=orjson.dumps(snapshot),
-                status=ResponseStatus(snapshot["status"]),
-                input_items=turn.input_items,
-                events=events,
-                created_at=time.time(),
-                job=payload_from_request(generation, start=(snapshot, events[-1].seq)),
-                conversation_id=params.conversation_id,
-                conversation_items=turn.new_items if params.conversation_id else [],
-                idempotency=claim,
-                project=project,
-            )
+    await admit_response(conn, storage, response_id)  # 429 when the key has too many
+    await storage.responses.create(
+        NewResponse(
+            id=response_id,
+            snapshot=dumps(snapshot),
+            status=ResponseStatus(snapshot["status"]),
+            input_items=turn.input_items,
+            events=events,
+            created_at=time.time(),
+            job=payload_from_request(generation, start=(snapshot, events[-1].seq)),
+            conversation_id=params.conversation_id,
+            conversation_items=turn.new_items if params.conversation_id else [],
+            idempotency=claim,
+            project=principal(conn).project,
         )
-    except IdempotencyConflictError as held:
-        assert claim is not None
-        if held.body_hash != claim.body_hash:
-            raise idempotency.KeyReusedError(claim.key) from None
-        return await _replay(ctx, params, claim.key, held.response_id)
-    if params.background and not params.stream:
-        return json_response(orjson.dumps(snapshot))
-    if params.stream:
-        return EventStream(
-            tail(storage, response_id, -1, heartbeat=ctx.settings.heartbeat_seconds),
-            done_marker=ctx.settings.sse_done,
-            on_end=None if params.store else _ephemeral_end(ctx, storage, response_id),
-        )
-    return _Blocking(ctx, storage, response_id, params.store)
+    )
+    return Started(storage, response_id, snapshot)
 
 
 async def _replay(ctx: Context, params: CreateRequest, key: str, response_id: str) -> ASGIApp:
@@ -214,7 +248,7 @@ def _generation_request(params: CreateRequest, items: list[JSONObject]) -> Gener
     )
 
 
-def _ephemeral_end(
+def ephemeral_end(
     ctx: Context, storage: Storage, response_id: str
 ) -> Callable[[bool], Awaitable[None]]:
     """For `store=false`: drop the response once its one client is done with it; if
@@ -246,7 +280,7 @@ class _Blocking:
             with contextlib.suppress(asyncio.CancelledError):
                 await finished
             if not self._store:
-                await _ephemeral_end(self._ctx, self._storage, self._id)(True)
+                await ephemeral_end(self._ctx, self._storage, self._id)(True)
             return
         gone.cancel()
         terminal = finished.result()

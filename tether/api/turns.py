@@ -41,15 +41,22 @@ class Turn:
 
 
 async def build_turn(
-    ctx: Context, params: CreateRequest, *, project: str, fit: bool = True
+    ctx: Context,
+    params: CreateRequest,
+    *,
+    project: str,
+    fit: bool = True,
+    previous: ResponseStore | None = None,
 ) -> Turn:
     """Raises `InvalidRequestError` / `NotFoundError` for a context that cannot be built,
     and for a previous response or conversation that is not `project`'s (as if unknown).
-    `fit=False` leaves the context whole (for counting its tokens)."""
+    `fit=False` leaves the context whole (for counting its tokens). `previous` is where
+    `previous_response_id` is read (default: the store; a WebSocket connection reads
+    its own latest `store=false` response from memory)."""
     earlier: list[JSONObject] = []
     if params.previous_response_id is not None:
         earlier = await _previous_context(
-            ctx.storage.responses, params.previous_response_id, project
+            previous or ctx.storage.responses, params.previous_response_id, project
         )
     elif params.conversation_id is not None:
         earlier = await _conversation_items(ctx, params.conversation_id, project)
@@ -97,14 +104,18 @@ async def all_input_items(store: ResponseStore, response_id: str) -> list[JSONOb
         after = page.items[-1]["id"]
 
 
-async def _previous_context(
-    store: ResponseStore, response_id: str, project: str
-) -> list[JSONObject]:
-    missing = InvalidRequestError(
+def previous_response_not_found(response_id: str) -> InvalidRequestError:
+    return InvalidRequestError(
         f"Previous response with id '{response_id}' not found.",
         param="previous_response_id",
         code="previous_response_not_found",
     )
+
+
+async def _previous_context(
+    store: ResponseStore, response_id: str, project: str
+) -> list[JSONObject]:
+    missing = previous_response_not_found(response_id)
     stored = owned(project, await store.get(response_id), missing)
     if not stored.status.terminal:
         raise InvalidRequestError(
