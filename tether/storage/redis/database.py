@@ -86,6 +86,9 @@ def connection_factory(config: RedisConfig, role: str) -> Callable[[], AbstractC
     except ValueError as exc:
         raise ConfigError(f"Bad Redis store URL {config.url!r}: {exc}") from exc
     kwargs: dict[str, Any] = dict(pool.connection_kwargs)
+    # redis-py 8 pools configure "maintenance notifications" for RESP3 connections; ours
+    # speak RESP2, with which a connection given that configuration refuses to start.
+    kwargs.pop("maint_notifications_config", None)
     kwargs.update(
         decode_responses=False,
         protocol=2,
