@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from tether.domain import events as ev
+from tether.domain.encoding import dumps
 from tether.domain.response import ResponseStatus
 from tether.domain.types import JSONObject
 
@@ -236,4 +237,4 @@ def advance(snapshot: bytes, snapshot_seq: int, payloads: list[JSONObject]) -> b
     fold = Fold(orjson.loads(snapshot), snapshot_seq)
     for payload in payloads:
         fold.apply(payload)
-    return orjson.dumps(fold.snapshot())
+    return dumps(fold.snapshot())

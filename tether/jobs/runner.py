@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 
 from tether.domain import events as ev
+from tether.domain.encoding import dumps
 from tether.domain.fold import Fold
 from tether.domain.response import ResponseStatus, usage
 from tether.domain.types import JSONObject
@@ -250,7 +251,7 @@ class Runner:
         if self._unsnapshotted >= SNAPSHOT_EVERY or any(
             e.type in ev.LIFECYCLE_TYPES for e in batch
         ):
-            snapshot = orjson.dumps(self._fold.snapshot())
+            snapshot = dumps(self._fold.snapshot())
             self._unsnapshotted = 0
         appended = asyncio.ensure_future(
             self._log.append(self.response_id, batch, snapshot, self._fold.status)
@@ -318,7 +319,7 @@ def start_from_payload(response_id: str, payload: bytes) -> StoredResponse | Non
         return None
     snapshot = start["snapshot"]
     return StoredResponse(
-        response_id, ResponseStatus(snapshot["status"]), orjson.dumps(snapshot), start["last_seq"]
+        response_id, ResponseStatus(snapshot["status"]), dumps(snapshot), start["last_seq"]
     )
 
 
@@ -331,4 +332,4 @@ def payload_from_request(
     data["extra"] = dict(request.extra)
     if start is not None:
         data["start"] = {"snapshot": start[0], "last_seq": start[1]}
-    return orjson.dumps(data)
+    return dumps(data)

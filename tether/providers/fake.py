@@ -120,6 +120,10 @@ LOREM = (
     "quis",
     "nostrud",
 )
+# Lorem tokens and their deltas are shared by every response (frozen values): a
+# thousand open streams of the fake model then cost no more than one.
+LOREM_TOKENS = tuple(w + " " for w in LOREM)
+LOREM_DELTAS = {token: TextDelta(token) for token in (*LOREM, *LOREM_TOKENS)}
 REASONING = "The fake model thinks the request over before it answers."
 YIELD_EVERY = 32  # tokens between cooperative yields when unpaced
 ARGUMENT_CHARS_PER_PIECE = 16
@@ -180,7 +184,11 @@ class FakeProvider:
         elif config.mode == "echo":
             words = _echo_text(request.input_items).split(" ")
         else:
-            words = [LOREM[i % len(LOREM)] for i in range(config.output_tokens)]
+            count = config.output_tokens
+            if count <= 0:
+                return []
+            tokens = [LOREM_TOKENS[i % len(LOREM)] for i in range(count - 1)]
+            return [*tokens, LOREM[(count - 1) % len(LOREM)]]
         return [w + " " for w in words[:-1]] + words[-1:]
 
     def plan(self, request: GenerationRequest) -> list[Delta]:
@@ -197,7 +205,8 @@ class FakeProvider:
             deltas.append(ToolCallDelta(index, pieces[0], name=tool.get("name")))
             deltas += [ToolCallDelta(index, piece) for piece in pieces[1:]]
         if not calls:
-            deltas += [TextDelta(piece) for piece in self.text(request, tokens, words)]
+            pieces = self.text(request, tokens, words)
+            deltas += [LOREM_DELTAS.get(piece) or TextDelta(piece) for piece in pieces]
         return deltas
 
     def reasoning(self, request: GenerationRequest) -> list[ReasoningDelta]:

@@ -13,6 +13,7 @@ from typing import Literal
 import orjson
 
 from tether.domain import events as ev
+from tether.domain.encoding import dumps
 from tether.domain.fold import advance, terminal_transition
 from tether.domain.response import ResponseStatus
 from tether.domain.types import JSONObject
@@ -221,7 +222,7 @@ class MemoryResponseStore:
                 orjson.loads(row.current()), len(row.events) - 1, status, error
             )
             row.events.extend(ev.encode(e) for e in new_events)
-            row.snapshot = orjson.dumps(final)
+            row.snapshot = dumps(final)
             row.snapshot_seq = len(row.events) - 1
             row.status = status
             row.finished_at = time.time()
