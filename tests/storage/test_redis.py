@@ -13,6 +13,7 @@ connections · retention and keys · URL and schema.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -401,6 +402,35 @@ async def test_delete_leaves_no_key_of_the_response(
     assert await response_keys(admin, prefix, script.id) == []
     assert not [k async for k in admin.scan_iter(match=f"{prefix}:*{script.id}*")]
     assert await admin.hlen(Keys(prefix).leases) == 0
+
+
+async def test_upgrade_indexes_responses_finished_under_an_older_schema(
+    prefix: str, admin: redis.Redis
+) -> None:
+    """Schema 5 added the retention indexes; a store upgraded from 4 gets its finished
+    responses indexed, so retention deletes them like any other (running ones not)."""
+    storage = await open_with_fresh_prefix(REDIS_URL, prefix)
+    try:
+        old, running = await started(storage), await started(storage)
+        await old.append(storage, old.complete())
+        keys = Keys(prefix)
+        await admin.zrem(keys.finished, old.id)  # as written by schema 4
+        await admin.zrem(keys.logs, old.id)
+        await admin.set(keys.schema, 4)
+
+        upgraded = await open_redis(url_with_prefix(REDIS_URL, prefix))
+        try:
+            assert upgraded.schema_version == SCHEMA_VERSION
+            assert await admin.zrange(keys.finished, 0, -1) == [old.id.encode()]
+            assert await admin.zrange(keys.logs, 0, -1) == [old.id.encode()]
+            later = time.time() + 60
+            assert await upgraded.responses.expire(later, later, 100) == 1
+            assert await upgraded.responses.get(old.id) is None
+            assert await upgraded.responses.get(running.id) is not None
+        finally:
+            await upgraded.close()
+    finally:
+        await storage.close()
 
 
 # --- URL and schema -----------------------------------------------------------------

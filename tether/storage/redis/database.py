@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
 
 from tether.errors import ConfigError, StorageError
+from tether.storage.redis.backfill import index_finished
 from tether.storage.redis.keys import Keys
 from tether.storage.redis.scripts import MIGRATE
 from tether.storage.redis.wake import Wakeups
@@ -34,6 +35,7 @@ logger = logging.getLogger(__name__)
 # 5: retention (`<p>:finished` and `<p>:logs` zsets, the `expired` field of a response
 # whose event log was dropped): an older Tether would not know an expired log.
 SCHEMA_VERSION = 5
+RETENTION_INDEX_SCHEMA = 5  # the first schema with the finished-responses indexes
 DEFAULT_PREFIX = "tether"
 CONNECT_TIMEOUT_SECONDS = 5.0
 
@@ -175,7 +177,10 @@ class RedisDatabase:
 
 
 async def migrate_with(wire: Wire, keys: Keys) -> int:
+    before = int(await wire.call("GET", keys.schema) or 0)
     found = int(await wire.run(MIGRATE, [keys.schema], [SCHEMA_VERSION]))
+    if 0 < before < RETENTION_INDEX_SCHEMA <= found:
+        await index_finished(wire, keys)  # finished under an older schema: see backfill.py
     if found > SCHEMA_VERSION:
         raise ConfigError(
             f"The Redis store under prefix {keys.prefix!r} has schema version {found}, "
