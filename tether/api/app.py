@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tether.api import admin, conversations, responses
+from tether.api import admin, conversations, responses, websocket
 from tether.api.auth import Authenticator, AuthMiddleware
 from tether.api.context import Context, context
 from tether.api.limits import Limits
@@ -140,6 +140,7 @@ def create_app(settings: Settings) -> Starlette:
     app = Starlette(
         routes=[
             *responses.routes,
+            *websocket.routes,
             *conversations.routes,
             *admin.routes,
             Route("/v1/models", list_models, methods=["GET"]),

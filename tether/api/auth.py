@@ -304,6 +304,8 @@ async def _refuse(scope: Scope, receive: Receive, send: Send, error: APIError) -
     ):
         await send({"type": "websocket.close", "code": 1008, "reason": error.message[:120]})
         return
+    # (uvicorn's websockets-sansio logs a spurious "ASGI callable returned without
+    # completing handshake" after a denial response: Kludex/uvicorn#3138.)
     headers = getattr(error, "headers", None)
     answer = Response(
         orjson.dumps(error.to_dict()),
