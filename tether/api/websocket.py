@@ -52,7 +52,7 @@ from tether.api.responses import Started, ephemeral_end, start_response
 from tether.api.schemas import parse_create_request
 from tether.api.turns import previous_response_not_found
 from tether.domain.events import StoredEvent
-from tether.errors import APIError, InvalidRequestError, NotFoundError
+from tether.errors import APIError, InvalidRequestError, NotFoundError, StorageError
 from tether.storage.base import ResponseStore, Storage
 from tether.streaming.tail import tail
 
@@ -216,6 +216,11 @@ class _Session:
             return
         except _End:
             raise
+        except StorageError as exc:
+            logger.error("the store failed on a WebSocket response.create: %s", exc)
+            await self._evict(lane, previous)
+            await self._send_error(_store_failed(exc), lane)
+            return
         except Exception:
             logger.exception("WebSocket response.create failed")
             await self._evict(lane, previous)
@@ -256,7 +261,12 @@ class _Session:
                 if latest is not None:
                     await self._drop(latest)
             raise
-        except Exception:  # the store failed under the tail: say so, keep the socket
+        except StorageError as exc:  # the store failed under the tail: say so, keep the socket
+            logger.error("the store failed streaming %s: %s", started.response_id, exc)
+            resume = f"Resume it with GET /v1/responses/{started.response_id}?stream=true"
+            await self._send_error(_store_failed(exc, resume if stored else "Retry"), lane)
+            return
+        except Exception:
             logger.exception("WebSocket stream of %s failed", started.response_id)
             await self._send_error(_internal_error(), lane)
             return
@@ -455,3 +465,16 @@ def _too_many_pending() -> RateLimitError:
 
 def _internal_error() -> APIError:
     return APIError("Tether hit an internal error; see the server log.")
+
+
+class _StoreUnavailableError(APIError):
+    status_code = 503
+    error_type = "server_error"
+
+
+def _store_failed(exc: StorageError, advice: str = "Send the create again") -> APIError:
+    reason = str(exc).rstrip(".")
+    return _StoreUnavailableError(
+        f"Tether's store failed: {reason}. {advice}; if this goes on, check the store "
+        "(see the server log)."
+    )
