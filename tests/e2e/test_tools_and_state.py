@@ -146,6 +146,35 @@ def test_tool_loop_by_hand_with_previous_response_id(client: openai.OpenAI) -> N
     assert items[1].id == call.id  # the previous output, as it was
 
 
+def test_tool_output_that_answers_no_call_is_a_400(client: openai.OpenAI) -> None:
+    first = client.responses.create(model="fake", input="Weather in Paris?", tools=[WEATHER_TOOL])
+    (call,) = calls_of(first)
+    orphan = {"type": "function_call_output", "call_id": "call_other", "output": "Sunny"}
+    for chained in ({"previous_response_id": first.id}, {}):
+        with pytest.raises(openai.BadRequestError) as caught:
+            client.responses.create(model="fake", input=[orphan], **chained)  # type: ignore[arg-type]
+        error = caught.value.body
+        assert isinstance(error, dict)
+        assert error["param"] == "input"
+        assert error["message"].startswith(
+            "No tool call found for function call output with call_id call_other."
+        )
+    # The call and its output in one input (no previous response) are fine.
+    answered = client.responses.create(
+        model="fake",
+        input=[
+            {
+                "type": "function_call",
+                "call_id": call.call_id,
+                "name": call.name,
+                "arguments": call.arguments,
+            },
+            {"type": "function_call_output", "call_id": call.call_id, "output": "Sunny"},
+        ],
+    )
+    assert answered.status == "completed"
+
+
 def test_previous_response_id_that_does_not_exist_is_a_400(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         client.responses.create(model="fake", input="x", previous_response_id="resp_nope")

@@ -213,6 +213,27 @@ def test_websocket_failed_continuation_evicts_only_its_own_lane(server: TetherPr
     assert recovered[-1]["type"] == "response.completed"
 
 
+def test_websocket_tool_output_for_no_call_fails_and_evicts_its_parent(
+    server: TetherProcess,
+) -> None:
+    """The Open Responses compliance case: a `function_call_output` whose `call_id`
+    matches nothing in the previous response is an error, and that previous response
+    (store=false) cannot be continued afterwards."""
+    orphan = {"type": "function_call_output", "call_id": "call_nothing", "output": "42"}
+    with connect(server) as conn:
+        parent = turn(conn, model="fake", input="hi", store=False)[0]["response"]["id"]
+        failed = turn(conn, model="fake", input=[orphan], previous_response_id=parent)
+        again = turn(conn, model="fake", input="hi again", previous_response_id=parent)
+
+    error = error_of(failed)
+    assert (error["status"], error["error"]["param"]) == (400, "input")
+    assert (
+        "No tool call found for function call output with call_id call_nothing"
+        in (error["error"]["message"])
+    )
+    assert error_of(again)["error"]["code"] == "previous_response_not_found"
+
+
 # --- errors -------------------------------------------------------------------------
 
 

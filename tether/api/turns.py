@@ -75,10 +75,37 @@ async def build_turn(
             param="input",
             code="too_many_input_items",
         )
+    _check_tool_outputs(items, resolved)
     _check_output_ceiling(ctx, params)
     if fit:
         items = await _fit(ctx, params, items)
     return Turn(items, new_items)
+
+
+TOOL_OUTPUTS = {  # output item type: the call it answers
+    "function_call_output": "function_call",
+    "custom_tool_call_output": "custom_tool_call",
+}
+
+
+def _check_tool_outputs(items: list[JSONObject], new: list[JSONObject]) -> None:
+    """Every tool output this request sends answers a call in its context, as OpenAI
+    requires (a 400 otherwise, before anything is generated)."""
+    calls = {
+        (item.get("type"), item.get("call_id"))
+        for item in items
+        if item.get("type") in TOOL_OUTPUTS.values()
+    }
+    for item in new:
+        call_type = TOOL_OUTPUTS.get(item.get("type", ""))
+        if call_type is not None and (call_type, item.get("call_id")) not in calls:
+            kind = "function call" if call_type == "function_call" else "custom tool call"
+            raise InvalidRequestError(
+                f"No tool call found for {kind} output with call_id {item.get('call_id')}. "
+                f"Send the {call_type} item it answers in the same input, or continue the "
+                "response that made the call (previous_response_id or conversation).",
+                param="input",
+            )
 
 
 def _check_output_ceiling(ctx: Context, params: CreateRequest) -> None:
