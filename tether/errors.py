@@ -12,6 +12,8 @@ API layer, or to a `response.failed` event by the runner.
     ├── ConfigError                  -- settings or the models file are wrong; stops start-up
     ├── ProviderError                -- an upstream model failed; becomes response.failed
     └── StorageError                 -- a backend failed
+        ├── StoreUnavailableError    -- the store could not be reached (refused, lost, starting
+        │                               up): retrying may succeed; a write's outcome is unknown
         └── AppendConflictError      -- a compare-and-append lost (response already terminal,
                                         deleted, or another writer appended first)
 """
@@ -95,6 +97,12 @@ class ProviderError(TetherError):
 
 class StorageError(TetherError):
     """A storage backend failed or was misconfigured."""
+
+
+class StoreUnavailableError(StorageError):
+    """The store could not be reached: the connection was refused or lost, or the server
+    is starting up or shutting down. The same call may succeed once it is back; a write
+    that raised this may or may not have been applied."""
 
 
 class AppendConflictError(StorageError):

@@ -22,7 +22,7 @@ from tests.support.services import POSTGRES_URL, require_service, unique_name
 from tests.support.stores import Script, new_response, read_all, seqs
 from tether.domain import events as ev
 from tether.domain.response import ResponseStatus
-from tether.errors import AppendConflictError, ConfigError, NotFoundError
+from tether.errors import AppendConflictError, ConfigError, NotFoundError, StoreUnavailableError
 from tether.storage.base import Storage
 from tether.storage.postgres import listen, log, migrate, open_postgres, parse_url
 from tether.storage.postgres.database import PostgresDatabase
@@ -326,6 +326,34 @@ async def test_append_race_between_processes_has_one_winner(
     winner = first if results[0] is None else second
     assert (await read_all(here, script.id))[-1] == winner
     assert (await read_all(there, script.id))[-1] == winner
+
+
+async def test_an_append_whose_answer_was_lost_is_seen_by_this_processs_readers(
+    pair: tuple[Storage, Storage], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The append committed but its connection died before the answer (a restart): this
+    process skips its own notices, so it must not trust the head it knew — its readers
+    and waiters look at the table and find the events."""
+    here, _ = pair
+    script = await started(here)
+    last = script.fold.last_seq
+    assert await here.events.read_after(script.id, last, 10) == []  # the head is known
+    assert database(here).heads.known(script.id) == last
+    waiter = asyncio.create_task(here.events.wait(script.id, last, 30.0))
+    await asyncio.sleep(0.02)
+    call = log.AppendWriter._call
+
+    async def answer_lost(writer: log.AppendWriter, batch: list[object]) -> list[bool]:
+        await call(writer, batch)  # type: ignore[arg-type]
+        raise StoreUnavailableError("PostgreSQL append failed: connection was closed")
+
+    monkeypatch.setattr(log.AppendWriter, "_call", answer_lost)
+    events = script.text("committed")
+    with pytest.raises(StoreUnavailableError):
+        await script.append(here, events)
+
+    assert await asyncio.wait_for(waiter, 2.0) is True
+    assert await here.events.read_after(script.id, last, 10) == events
 
 
 # --- the LISTEN connection ----------------------------------------------------------

@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg
 
 from tether.domain import events as ev
-from tether.errors import ConfigError, StorageError
+from tether.errors import ConfigError, StorageError, StoreUnavailableError
 from tether.storage.notify import GONE, JobSignal
 from tether.storage.postgres.listen import Heads, Listener
 from tether.storage.postgres.schema import quote
@@ -72,15 +72,36 @@ def parse_url(url: str) -> Target:
 # --- errors -----------------------------------------------------------------------
 
 DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+# The server could not be reached, or went away: refused or lost connections, a server
+# starting up or shutting down, a statement whose answer never came. Retrying may
+# succeed once it is back (a restart); a write's outcome is unknown.
+UNAVAILABLE_ERRORS = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.TooManyConnectionsError,
+)
 
 
 @contextmanager
 def translated(what: str) -> Iterator[None]:
-    """Raise driver and network errors as `StorageError` (ours pass through)."""
+    """Raise driver and network errors as `StorageError` — `StoreUnavailableError` when
+    the server could not be reached (ours pass through)."""
     try:
         yield
+    except UNAVAILABLE_ERRORS as exc:
+        raise StoreUnavailableError(f"PostgreSQL {what} failed: {_reason(exc)}") from exc
     except DRIVER_ERRORS as exc:
         raise StorageError(f"PostgreSQL {what} failed: {exc}") from exc
+
+
+def _reason(exc: BaseException) -> str:
+    """What went wrong, for a message: some errors (a timeout) have no text of their own."""
+    return str(exc) or type(exc).__name__
 
 
 # --- the database -----------------------------------------------------------------

@@ -93,6 +93,17 @@ class Heads:
                 if last_seq > after and not waiter.done():
                     waiter.set_result(True)
 
+    def unsure(self, response_id: str) -> None:
+        """An append to `response_id` failed with an unknown outcome (its answer was lost):
+        it may be committed, and the notice of a commit of ours is skipped, so forget
+        the head and send its waiters to the table. Reads in flight may predate the
+        commit: none of them is remembered (a new generation)."""
+        self.generation += 1
+        self._known.pop(response_id, None)
+        for _, waiter in self._waiters.get(response_id, ()):
+            if not waiter.done():
+                waiter.set_result(False)
+
     def _remember(self, response_id: str, last_seq: int) -> None:
         known = self._known
         if last_seq > known.get(response_id, -1):

@@ -120,6 +120,7 @@ class AppendWriter:
         except Exception as exc:
             error = exc if isinstance(exc, StorageError) else StorageError(str(exc))
             for append in batch:
+                self._db.heads.unsure(append.response_id)
                 if not append.future.done():
                     append.future.set_exception(error)
             return

@@ -14,8 +14,8 @@ wake the in-process tailers. A script refused with NOSCRIPT (SCRIPT FLUSH, a
 restarted server) is loaded again and resent with the same future.
 
 Errors: a refused command fails its future with `StorageError`; a lost connection
-fails every command in flight with `StorageError` (their outcome is unknown) and the
-next command connects again. A connection that stops answering while commands wait
+fails every command in flight with `StoreUnavailableError` (their outcome is unknown)
+and the next command connects again. A connection that stops answering while commands wait
 is dropped after `STALL_SECONDS`.
 
 Sections: calling · sending · receiving · failures and closing.
@@ -34,7 +34,7 @@ from typing import Any
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
-from tether.errors import StorageError
+from tether.errors import StorageError, StoreUnavailableError
 from tether.storage.redis.scripts import Script
 
 logger = logging.getLogger(__name__)
@@ -163,7 +163,7 @@ class Wire:
             link.pending.extend(batch)
             await link.conn.send_packed_command(pack([c.args for c in batch]), check_health=False)
         except (RedisError, OSError) as exc:
-            error = StorageError(f"Redis at {self.where} is unreachable: {exc}")
+            error = StoreUnavailableError(f"Redis at {self.where} is unreachable: {exc}")
             if link is not None and not link.dead:
                 self._fail(link, error)
             for command in batch:
@@ -195,9 +195,8 @@ class Wire:
             except ResponseError as exc:
                 reply, error = None, exc
             except (RedisError, OSError) as exc:
-                self._fail(
-                    link, StorageError(f"lost the connection to Redis at {self.where}: {exc}")
-                )
+                lost = f"lost the connection to Redis at {self.where}: {exc}"
+                self._fail(link, StoreUnavailableError(lost))
                 return
             if not link.pending:
                 self._fail(link, StorageError(f"Redis at {self.where} sent an unexpected reply"))
@@ -276,7 +275,7 @@ class Wire:
         stalled = link is not None and link is watched and link.replies == replies_before
         if link is not None and stalled and link.pending:
             logger.warning("Redis at %s stopped answering; reconnecting", self.where)
-            self._fail(link, StorageError(f"Redis at {self.where} stopped answering"))
+            self._fail(link, StoreUnavailableError(f"Redis at {self.where} stopped answering"))
             link = None
         self._watchdog = asyncio.get_running_loop().call_later(
             STALL_SECONDS, self._check_stall, link, link.replies if link is not None else -1

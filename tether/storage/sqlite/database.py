@@ -4,6 +4,7 @@ recent-event tail and the schema."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import os
 import queue
@@ -323,13 +324,27 @@ class SQLiteDatabase:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if conn.in_transaction:
-                conn.execute("ROLLBACK")
+                # SQLite may have rolled back by itself (it does on a full disk).
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
             self.heads.clear()  # they may have advanced with the rolled-back writes
-            error = StorageError(f"SQLite write failed: {exc}")
+            error = StorageError(self._write_failed(exc))
             for op in batch:
                 op.error = error
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self._complete, batch)
+
+    def _write_failed(self, exc: sqlite3.Error) -> str:
+        """The message of a failed write: a full disk says what to do about it."""
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code == sqlite3.SQLITE_FULL:
+            return (
+                f"SQLite could not write to {self.path}: the disk is full ({exc}). Free space "
+                "on its filesystem; what was stored before stays readable."
+            )
+        if code is not None and code & 0xFF == sqlite3.SQLITE_IOERR:
+            return f"SQLite could not write to {self.path}: {exc} (is its disk full or failing?)"
+        return f"SQLite write failed: {exc}"
 
     def _complete(self, batch: list[_Op[Any]]) -> None:
         self.batches += 1
