@@ -60,6 +60,12 @@ class Settings:
     shutdown_grace_seconds: float = _setting(
         10.0, "On SIGTERM, how long running jobs may finish before they are handed back."
     )
+    store_outage_seconds: float = _setting(
+        30.0,
+        "How long Tether rides out an unreachable store (a restart of PostgreSQL or Redis): "
+        "runners retry their appends and streams wait with keepalives; past it, they fail "
+        "with a storage error.",
+    )
     max_body_bytes: int = _setting(
         32 * 1024 * 1024, "Largest request body accepted (413 beyond it)."
     )

@@ -8,7 +8,9 @@ runner never waits for readers; it waits for the log only when too many events
 are unconfirmed (backpressure) and at the end.
 
 A lost compare-and-append (`AppendConflictError`) means someone else ended the
-response (cancel, sweep, delete): the runner stops without writing more.
+response (cancel, sweep, delete): the runner stops without writing more. An append
+that failed because the store was unreachable is sent again once it is back, for up
+to `outage_seconds` (`outage.py`); the events produced meanwhile wait behind it.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ from tether.domain.encoding import dumps
 from tether.domain.fold import Fold
 from tether.domain.response import ResponseStatus, usage
 from tether.domain.types import JSONObject
-from tether.errors import AppendConflictError, ProviderError, StorageError
+from tether.errors import AppendConflictError, ProviderError, StorageError, StoreUnavailableError
 from tether.jobs.checks import check_output
+from tether.jobs.outage import append_through_outage
 from tether.jobs.output import Output
 from tether.providers.base import (
     Annotation,
@@ -68,12 +71,16 @@ class Runner:
         *,
         started: bool = False,
         max_seconds: float = 0.0,
+        outage_seconds: float = 0.0,
     ) -> None:
         """`started`: an earlier attempt already emitted `response.in_progress` (its
         worker died); this run continues the response instead of starting it.
-        `max_seconds` (0: none) bounds the generation; beyond it the response fails."""
+        `max_seconds` (0: none) bounds the generation; beyond it the response fails.
+        `outage_seconds` (0: none): how long an append is retried while the store is
+        unreachable."""
         self.response_id = stored.id
         self._max_seconds = max_seconds
+        self._outage_seconds = outage_seconds
         self._started = started
         self._log = log
         self._provider = provider
@@ -81,6 +88,8 @@ class Runner:
         self._fold = Fold(orjson.loads(stored.snapshot), stored.last_seq)
         self._pending: list[ev.StoredEvent] = []
         self._inflight: asyncio.Future[None] | None = None
+        self._sent: tuple[list[ev.StoredEvent], bytes | None, ResponseStatus] | None = None
+        self._resend: asyncio.Future[None] | None = None  # an append sent again (outage)
         self._scheduled = False
         self._unsnapshotted = 0
         self._error: BaseException | None = None
@@ -118,6 +127,9 @@ class Runner:
                 )
         except AppendConflictError:
             logger.debug("response %s was ended elsewhere; runner stops", self.response_id)
+        finally:
+            if self._resend is not None and not self._resend.done():
+                self._resend.cancel()  # interrupted: nothing may be appended after us
 
     async def _generate(self) -> None:
         snapshot = self._fold.snapshot()
@@ -253,8 +265,10 @@ class Runner:
         ):
             snapshot = dumps(self._fold.snapshot())
             self._unsnapshotted = 0
+        status = self._fold.status
+        self._sent = (batch, snapshot, status)
         appended = asyncio.ensure_future(
-            self._log.append(self.response_id, batch, snapshot, self._fold.status)
+            self._log.append(self.response_id, batch, snapshot, status)
         )
         self._inflight = appended
         appended.add_done_callback(self._flushed)
@@ -267,17 +281,38 @@ class Runner:
         if appended.cancelled():
             self._error = asyncio.CancelledError()
         elif (error := appended.exception()) is not None:
-            self._error = error
+            if (
+                isinstance(error, StoreUnavailableError)
+                and self._outage_seconds > 0
+                and appended is not self._resend
+            ):
+                self._send_again(error)
+            else:
+                self._error = error
         else:
             self._flush()
 
+    def _send_again(self, error: StoreUnavailableError) -> None:
+        """The store was unreachable: send the last batch again once it is back."""
+        assert self._sent is not None
+        batch, snapshot, status = self._sent
+        resend = asyncio.ensure_future(
+            append_through_outage(
+                self._log, self.response_id, batch, snapshot, status, error, self._outage_seconds
+            )
+        )
+        self._inflight = self._resend = resend
+        resend.add_done_callback(self._flushed)
+
     async def _confirm(self) -> None:
-        """Wait for the append in flight (backpressure); raise what it raised."""
+        """Wait for the append in flight, and for its resends while the store is
+        unreachable (backpressure); raise what it raised."""
         appended = self._inflight
-        if appended is not None:
+        while appended is not None:
             if not appended.done():
                 await asyncio.wait([appended])  # cancelling us does not cancel the append
             self._flushed(appended)
+            appended = self._inflight if self._inflight is self._resend else None
         if self._error is not None:
             raise self._error
 

@@ -17,6 +17,12 @@ backend (`JobQueue.watch_revoked`), which stops its runner here at once. On
 shutdown the worker stops claiming, gives running jobs a grace period, then hands
 the rest back for another worker (or this one, restarted) to continue.
 
+When the store fails under a runner (unreachable past `store_outage_seconds`, a full
+disk), the response is ended `failed` with the storage error. When even that cannot
+be written, the response is `abandoned` here: this process's streams of it end with
+that error (`why_abandoned`), and its job, still leased to us, is handed on by the
+sweeper once its lease runs out and the store takes writes again.
+
 Every sweep also applies retention (`expire`): responses finished more than
 `retention_responses_seconds` ago are deleted, and the event logs of those finished
 more than `retention_event_logs_seconds` ago are dropped (the backends make this
@@ -32,10 +38,12 @@ import os
 import secrets
 import socket
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 
 from tether.domain import events as ev
 from tether.domain.response import ResponseStatus
+from tether.errors import StorageError
 from tether.jobs.runner import (
     Runner,
     request_from_payload,
@@ -51,6 +59,7 @@ SHUTDOWN_MESSAGE = "The server shut down before this response finished. Retry th
 POLL_SECONDS = 1.0  # fallback claim poll when no in-process wake-up arrives
 RETENTION_BATCH = 500  # responses one `ResponseStore.expire` call handles at most
 RETENTION_BATCHES = 20  # calls per sweep at most: a larger backlog takes a few sweeps
+UNSTORED_LIMIT = 4096  # abandoned responses remembered (for their streams' last word)
 
 
 # --- owners -------------------------------------------------------------------
@@ -101,6 +110,9 @@ class Worker:
         self._running: dict[str, tuple[Storage, asyncio.Task[None]]] = {}
         self._slot_freed = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
+        # Responses whose runner stopped because the store failed and whose failure could
+        # not be stored either: why (for the streams of this process).
+        self._unstored: OrderedDict[str, str] = OrderedDict()
 
     def __repr__(self) -> str:
         return (
@@ -145,6 +157,11 @@ class Worker:
             elif await storage.jobs.requeue(response_id, self.owner):
                 logger.info("handed back %s for another worker to continue", response_id)
 
+    def why_abandoned(self, response_id: str) -> str | None:
+        """Why this worker stopped generating `response_id` without storing its end (the
+        store failed, then failed again), or None."""
+        return self._unstored.get(response_id)
+
     def _revoked(self, response_id: str) -> None:
         if self.interrupt(response_id):
             logger.debug("job %s was revoked (cancelled or deleted); runner stopped", response_id)
@@ -167,6 +184,10 @@ class Worker:
                 continue
             try:
                 jobs = await storage.jobs.claim(self.owner, free, settings.lease_seconds)
+            except StorageError as exc:
+                logger.warning("claiming jobs from %s failed: %s", storage.name, exc)
+                await asyncio.sleep(POLL_SECONDS)
+                continue
             except Exception:
                 logger.exception("claiming jobs from %s failed", storage.name)
                 await asyncio.sleep(POLL_SECONDS)
@@ -177,13 +198,25 @@ class Worker:
                 await storage.jobs.wait_for_jobs(POLL_SECONDS)
 
     def _start(self, storage: Storage, job: Job) -> None:
-        task = asyncio.create_task(self._run(storage, job), name=f"runner-{job.response_id}")
+        self._unstored.pop(job.response_id, None)  # a new attempt takes it up
+        task = asyncio.create_task(self._attempt(storage, job), name=f"runner-{job.response_id}")
         self._running[job.response_id] = (storage, task)
         task.add_done_callback(lambda _: self._finished(job.response_id))
 
     def _finished(self, response_id: str) -> None:
         self._running.pop(response_id, None)
         self._slot_freed.set()
+
+    async def _attempt(self, storage: Storage, job: Job) -> None:
+        try:
+            await self._run(storage, job)
+        except StorageError as exc:
+            logger.warning(
+                "could not run %s: the store failed (%s); its job is handed on once its "
+                "lease runs out",
+                job.response_id,
+                exc,
+            )
 
     async def _run(self, storage: Storage, job: Job) -> None:
         request = request_from_payload(job.payload)
@@ -224,16 +257,38 @@ class Worker:
             request,
             started=started,
             max_seconds=self._settings.max_generation_seconds,
+            outage_seconds=self._settings.store_outage_seconds,
         )
         try:
             await runner.run()
         except Exception as exc:  # the log failed under the runner: end the response clearly
-            logger.exception("runner for %s stopped without a terminal event", job.response_id)
+            await self._end_unstored(storage, job.response_id, exc)
+
+    async def _end_unstored(self, storage: Storage, response_id: str, exc: Exception) -> None:
+        """The store failed under the runner of `response_id`: end it `failed` with that
+        error or, when even that cannot be written, abandon it (see the module doc)."""
+        if isinstance(exc, StorageError):
+            logger.error("runner for %s stopped: the store failed: %s", response_id, exc)
+        else:
+            logger.exception("runner for %s stopped without a terminal event", response_id)
+        message = f"Tether could not store this response: {str(exc).rstrip('.')}"
+        try:
             await storage.responses.terminate(
-                job.response_id,
-                ResponseStatus.FAILED,
-                {"code": "server_error", "message": f"Tether could not store this response: {exc}"},
+                response_id, ResponseStatus.FAILED, {"code": "server_error", "message": message}
             )
+        except StorageError as again:
+            logger.error(
+                "could not store the failure of %s either (%s); it stays in progress until "
+                "the store takes writes again, then its job is handed on",
+                response_id,
+                again,
+            )
+            self._unstored[response_id] = (
+                f"{message}. Its failure could not be stored either; once the store works "
+                "again the response is continued or failed: resume its stream then."
+            )
+            if len(self._unstored) > UNSTORED_LIMIT:
+                self._unstored.popitem(last=False)
 
     async def _renew_loop(self) -> None:
         interval = self._settings.lease_seconds / 3
@@ -245,6 +300,9 @@ class Worker:
                     continue
                 try:
                     held = await storage.jobs.renew(self.owner, mine, self._settings.lease_seconds)
+                except StorageError as exc:
+                    logger.warning("renewing leases on %s failed: %s", storage.name, exc)
+                    continue
                 except Exception:
                     logger.exception("renewing leases on %s failed", storage.name)
                     continue
@@ -259,10 +317,14 @@ class Worker:
             await asyncio.sleep(self._settings.sweep_seconds)
             try:
                 await self.sweep(storage)
+            except StorageError as exc:
+                logger.warning("sweeping %s failed: %s", storage.name, exc)
             except Exception:
                 logger.exception("sweeping %s failed", storage.name)
             try:
                 await self.expire(storage)
+            except StorageError as exc:
+                logger.warning("expiring old responses in %s failed: %s", storage.name, exc)
             except Exception:
                 logger.exception("expiring old responses in %s failed", storage.name)
 
