@@ -21,7 +21,7 @@ from tether.api.auth import Authenticator, AuthMiddleware
 from tether.api.context import Context, context
 from tether.api.limits import Limits
 from tether.api.openapi import openapi_json
-from tether.errors import APIError
+from tether.errors import APIError, StorageError
 from tether.jobs.worker import Worker
 from tether.providers.registry import ProviderRegistry
 from tether.settings import Settings
@@ -61,6 +61,17 @@ async def http_error(request: Request, exc: Exception) -> Response:
         message = f"Method {request.method} is not allowed on {request.url.path}."
         return _error(message, 405, "invalid_request_error", exc.headers)
     return _error(str(exc.detail), exc.status_code, "invalid_request_error")
+
+
+async def storage_error(request: Request, exc: Exception) -> Response:
+    """The store failed (unreachable, full): 503, which the SDKs retry, saying why."""
+    logger.error("the store failed on %s %s: %s", request.method, request.url.path, exc)
+    reason = str(exc).rstrip(".")
+    message = (
+        f"Tether's store failed: {reason}. Retry the request; if this goes on, check the "
+        "store (see the server log)."
+    )
+    return _error(message, 503, "server_error")
 
 
 async def server_error(request: Request, exc: Exception) -> Response:
@@ -150,6 +161,7 @@ def create_app(settings: Settings) -> Starlette:
         lifespan=lifespan,
         exception_handlers={
             APIError: api_error,
+            StorageError: storage_error,
             HTTPException: http_error,
             Exception: server_error,
         },

@@ -65,6 +65,21 @@ def json_response(body: bytes, status: int = 200) -> Response:
     return Response(body, status_code=status, media_type=JSON_TYPE)
 
 
+def follow(
+    ctx: Context, storage: Storage, response_id: str, after: int
+) -> AsyncIterator[list[ev.StoredEvent] | None]:
+    """`tail` with this server's settings: keepalives, patience with a failing store,
+    and the worker's word on the responses it abandoned."""
+    return tail(
+        storage,
+        response_id,
+        after,
+        heartbeat=ctx.settings.heartbeat_seconds,
+        outage_seconds=ctx.settings.store_outage_seconds,
+        abandoned=ctx.worker.why_abandoned,
+    )
+
+
 # --- create ---------------------------------------------------------------------
 
 
@@ -98,7 +113,7 @@ async def create_response(request: Request) -> ASGIApp:
         return json_response(orjson.dumps(started.snapshot))
     if params.stream:
         return EventStream(
-            tail(storage, response_id, -1, heartbeat=ctx.settings.heartbeat_seconds),
+            follow(ctx, storage, response_id, -1),
             done_marker=ctx.settings.sse_done,
             on_end=None if params.store else ephemeral_end(ctx, storage, response_id),
         )
@@ -168,8 +183,7 @@ async def _replay(ctx: Context, params: CreateRequest, key: str, response_id: st
     if params.background and not params.stream:
         answer = json_response(stored.snapshot)
     elif params.stream:
-        heartbeat = ctx.settings.heartbeat_seconds
-        batches = tail(ctx.storage, response_id, -1, heartbeat=heartbeat)
+        batches = follow(ctx, ctx.storage, response_id, -1)
         answer = EventStream(batches, done_marker=ctx.settings.sse_done)
     else:
         answer = _Blocking(ctx, ctx.storage, response_id, store=True)
@@ -293,7 +307,9 @@ class _Blocking:
         await json_response(_snapshot_of(terminal))(scope, receive, send)
 
     async def _terminal(self) -> ev.StoredEvent | None:
-        async for batch in tail(self._storage, self._id, -1, heartbeat=3600.0):
+        # Keepalives are of no use here, but each one is also when the tail learns that
+        # the worker abandoned the response (the store failed): the answer is then a 503.
+        async for batch in follow(self._ctx, self._storage, self._id, -1):
             if batch and batch[-1].terminal:
                 return batch[-1]
         return None
@@ -320,7 +336,7 @@ async def retrieve_response(request: Request) -> Response | EventStream:
     else:
         if stored.status.terminal:
             await _check_log_kept(ctx.storage, response_id, after)
-        batches = tail(ctx.storage, response_id, after, heartbeat=ctx.settings.heartbeat_seconds)
+        batches = follow(ctx, ctx.storage, response_id, after)
     return EventStream(batches, done_marker=ctx.settings.sse_done)
 
 

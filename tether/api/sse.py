@@ -3,6 +3,11 @@
 Each event's frame (`event: <type>\\ndata: <json>\\n\\n`) was built once, when it
 was encoded (`StoredEvent.frame`); the frames of one batch go out in one write.
 Heartbeats are SSE comments (`: keepalive`), which every SSE client ignores.
+
+When the store fails under a stream for good (see `tail`), the stream ends with an
+`error` frame that is not part of the log — it carries no `sequence_number`, so a
+client resumes after the last event it received — then ends as usual: a clear
+failure instead of a cut connection.
 """
 
 from __future__ import annotations
@@ -12,9 +17,11 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import orjson
 from starlette.types import Message, Receive, Scope, Send
 
 from tether.domain.events import StoredEvent
+from tether.errors import StorageError
 
 logger = logging.getLogger("tether.sse")
 
@@ -26,6 +33,14 @@ def frames(batch: list[StoredEvent]) -> bytes:
     if len(batch) == 1:
         return batch[0].frame
     return b"".join([event.frame for event in batch])
+
+
+def stream_error(message: str) -> bytes:
+    """An `error` frame outside the log (no `sequence_number`), in the hybrid shape of
+    `events.error`: the official SDKs raise it as an error."""
+    error = {"type": "server_error", "code": "server_error", "message": message, "param": None}
+    payload = {"type": "error", "code": "server_error", "message": message, "param": None}
+    return b"event: error\ndata: " + orjson.dumps({**payload, "error": error}) + b"\n\n"
 
 
 class EventStream:
@@ -82,9 +97,14 @@ class EventStream:
             await self._on_end(disconnected)
 
     async def _send_body(self, send: Send) -> None:
-        async for batch in self._batches:
-            chunk = KEEPALIVE if batch is None else frames(batch)
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        try:
+            async for batch in self._batches:
+                chunk = KEEPALIVE if batch is None else frames(batch)
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except StorageError as exc:
+            logger.error("stream ended early, the store failed: %s", exc)
+            body = stream_error(str(exc))
+            await send({"type": "http.response.body", "body": body, "more_body": True})
         await send(
             {
                 "type": "http.response.body",

@@ -48,13 +48,12 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from tether.api.auth import AuthenticationError, Authenticator, bearer, principal
 from tether.api.context import context
 from tether.api.limits import Limits, RateLimitError
-from tether.api.responses import Started, ephemeral_end, start_response
+from tether.api.responses import Started, ephemeral_end, follow, start_response
 from tether.api.schemas import parse_create_request
 from tether.api.turns import previous_response_not_found
 from tether.domain.events import StoredEvent
 from tether.errors import APIError, InvalidRequestError, NotFoundError, StorageError
 from tether.storage.base import ResponseStore, Storage
-from tether.streaming.tail import tail
 
 logger = logging.getLogger("tether.websocket")
 
@@ -251,8 +250,7 @@ class _Session:
         """Send the response's events up to its terminal one. If the client leaves
         (or time is up), a `store: false` response is cancelled; a stored one runs on."""
         suffix = None if lane is None else b',"stream_id":' + orjson.dumps(lane) + b"}"
-        heartbeat = self._ctx.settings.heartbeat_seconds
-        batches = tail(started.storage, started.response_id, -1, heartbeat=heartbeat)
+        batches = follow(self._ctx, started.storage, started.response_id, -1)
         try:
             ended = await self._until(self._send_events(batches, suffix))
         except _End:
