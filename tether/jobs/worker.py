@@ -40,6 +40,7 @@ import socket
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from tether.domain import events as ev
 from tether.domain.response import ResponseStatus
@@ -49,9 +50,10 @@ from tether.jobs.runner import (
     request_from_payload,
     start_from_payload,
 )
+from tether.providers.base import GenerationRequest
 from tether.providers.registry import ProviderRegistry
 from tether.settings import Settings
-from tether.storage.base import ClaimedJob, Job, Storage
+from tether.storage.base import ClaimedJob, Job, Storage, StoredResponse
 
 logger = logging.getLogger("tether.worker")
 
@@ -95,6 +97,14 @@ async def _started(storage: Storage, response_id: str) -> bool:
 
 
 # --- the worker ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """Which response a run generates, and its attempt number (a job without its payload)."""
+
+    response_id: str
+    attempt: int
 
 
 class Worker:
@@ -199,28 +209,39 @@ class Worker:
 
     def _start(self, storage: Storage, job: Job) -> None:
         self._unstored.pop(job.response_id, None)  # a new attempt takes it up
-        task = asyncio.create_task(self._attempt(storage, job), name=f"runner-{job.response_id}")
-        self._running[job.response_id] = (storage, task)
-        task.add_done_callback(lambda _: self._finished(job.response_id))
+        response_id = job.response_id
+        task = asyncio.create_task(self._attempt(storage, job), name=f"runner-{response_id}")
+        self._running[response_id] = (storage, task)
+        task.add_done_callback(lambda _: self._finished(response_id))
 
     def _finished(self, response_id: str) -> None:
         self._running.pop(response_id, None)
         self._slot_freed.set()
 
     async def _attempt(self, storage: Storage, job: Job) -> None:
+        # The payload (the whole request, as JSON) is parsed here and not kept: a
+        # long-running response holds only what its runner needs.
+        response_id, attempt = job.response_id, job.attempt
+        request = request_from_payload(job.payload)
+        start = start_from_payload(response_id, job.payload) if attempt == 1 else None
+        del job
         try:
-            await self._run(storage, job)
+            await self._run(storage, Attempt(response_id, attempt), request, start)
         except StorageError as exc:
             logger.warning(
                 "could not run %s: the store failed (%s); its job is handed on once its "
                 "lease runs out",
-                job.response_id,
+                response_id,
                 exc,
             )
 
-    async def _run(self, storage: Storage, job: Job) -> None:
-        request = request_from_payload(job.payload)
-        stored = start_from_payload(job.response_id, job.payload) if job.attempt == 1 else None
+    async def _run(
+        self,
+        storage: Storage,
+        job: Attempt,
+        request: GenerationRequest,
+        stored: StoredResponse | None,
+    ) -> None:
         if stored is None:
             stored = await storage.responses.get(job.response_id)
         if stored is None or stored.status.terminal:
@@ -259,6 +280,7 @@ class Worker:
             max_seconds=self._settings.max_generation_seconds,
             outage_seconds=self._settings.store_outage_seconds,
         )
+        del stored  # the runner folded it
         try:
             await runner.run()
         except Exception as exc:  # the log failed under the runner: end the response clearly
