@@ -78,23 +78,38 @@ class EventStream:
                 ],
             }
         )
-        body = asyncio.ensure_future(self._send_body(send))
+        # The body goes out from this task; a watcher of the client's disconnect cancels
+        # it. (A task of its own per stream cost memory for every open stream.)
+        me = asyncio.current_task()
+        assert me is not None
+        left = False
+        sending = True
+
+        def on_disconnect(watcher: asyncio.Future[None]) -> None:
+            nonlocal left
+            if sending and not watcher.cancelled() and watcher.exception() is None:
+                left = True
+                me.cancel()
+
         gone = asyncio.ensure_future(_wait_disconnect(receive))
+        gone.add_done_callback(on_disconnect)
         try:
-            await asyncio.wait({body, gone}, return_when=asyncio.FIRST_COMPLETED)
+            await self._send_body(send)
+        except asyncio.CancelledError:
+            if not left or me.uncancel() > 0:
+                raise  # cancelled from elsewhere (shutdown), not by the client leaving
+        except Exception:
+            logger.exception("stream failed")
         finally:
-            for task in (body, gone):
-                if not task.done():
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+            sending = False
+            if not gone.done():
+                gone.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await gone
             with contextlib.suppress(Exception):
                 await self._batches.aclose()  # type: ignore[attr-defined]
-        disconnected = body.cancelled()
-        if not disconnected and body.exception() is not None:
-            logger.error("stream failed", exc_info=body.exception())
         if self._on_end is not None:
-            await self._on_end(disconnected)
+            await self._on_end(left)
 
     async def _send_body(self, send: Send) -> None:
         try:
