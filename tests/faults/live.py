@@ -82,6 +82,22 @@ def start_stream(client: openai.OpenAI, body: dict[str, Any]) -> LiveStream:
     return live
 
 
+def generating(tether: TetherProcess, live: LiveStream, seconds: float = 20.0) -> int:
+    """Until the server shows `live`'s response generating (a word of text stored), seen
+    from the server, since a client may lag behind; answers how many words it has."""
+    live.wait_events(1)
+    deadline = time.monotonic() + seconds
+    while True:
+        snapshot = httpx.get(f"{tether.base_url}/responses/{live.response_id}", timeout=10).json()
+        assert snapshot["status"] in ("queued", "in_progress"), snapshot["status"]
+        output = snapshot["output"]
+        text = output[0]["content"][0]["text"] if output and output[0]["content"] else ""
+        if text:
+            return len(text.split())
+        assert time.monotonic() < deadline, f"not generating after {seconds} s"
+        time.sleep(0.01)
+
+
 def stored_log(tether: TetherProcess, response_id: str) -> list[Frame]:
     """The whole stored log of a finished response (GET ?stream=true from 0)."""
     return SSE.get(tether, response_id).read_all()
