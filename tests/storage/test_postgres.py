@@ -356,6 +356,60 @@ async def test_an_append_whose_answer_was_lost_is_seen_by_this_processs_readers(
     assert await here.events.read_after(script.id, last, 10) == events
 
 
+async def test_tails_read_this_processs_recent_appends_without_a_query(
+    pair: tuple[Storage, Storage], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Events this process appended are read from its window, not the table."""
+    here, _ = pair
+    script = await started(here)
+    events = script.text("a", "b")
+    await script.append(here, events)
+    queries: list[str] = []
+    fetch = asyncpg.Pool.fetch
+
+    async def counted(pool: asyncpg.Pool, query: str, *args: object) -> object:
+        queries.append(query)
+        return await fetch(pool, query, *args)
+
+    monkeypatch.setattr(asyncpg.Pool, "fetch", counted)
+    assert await here.events.read_after(script.id, events[0].seq - 1, 10) == events
+    assert await here.events.read_after(script.id, events[0].seq, 1) == events[1:]
+    assert queries == []
+    assert await here.events.read_after(script.id, -1, 100) == await read_all(here, script.id)
+    assert queries  # from before the window: the table
+
+
+async def test_the_window_never_hides_appends_of_another_process(
+    pair: tuple[Storage, Storage],
+) -> None:
+    """A response continued by another process (its first runner died): reads past
+    what this process appended come from the table, whole and in order."""
+    here, there = pair
+    script = await started(here)
+    mine = script.text("mine")
+    await script.append(here, mine)
+    theirs = script.text("theirs") + script.complete()
+    await script.append(there, theirs)
+
+    assert await here.events.read_after(script.id, mine[-1].seq, 10) == theirs
+    # Within the window it answers what it holds; the tail then asks for the rest.
+    assert await here.events.read_after(script.id, mine[0].seq - 1, 10) == mine
+    assert seqs(await read_all(here, script.id)) == list(range(script.next_seq))
+
+
+async def test_the_window_goes_with_a_delete_of_any_process(
+    pair: tuple[Storage, Storage],
+) -> None:
+    here, there = pair
+    script = await started(here)
+    await script.append(here, script.text("a"))
+    assert await there.responses.delete(script.id)
+
+    await eventually(lambda: database(here).heads.recent.read(script.id, 0, 10) is None)
+    with pytest.raises(NotFoundError):
+        await here.events.read_after(script.id, 0, 10)
+
+
 # --- the LISTEN connection ----------------------------------------------------------
 
 

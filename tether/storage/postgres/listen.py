@@ -25,6 +25,9 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
+from tether.storage.notify import GONE
+from tether.storage.postgres.recent import RecentEvents
+
 logger = logging.getLogger(__name__)
 
 KNOWN_LIMIT = 4096  # heads remembered; a forgotten one costs one query
@@ -41,6 +44,7 @@ class Heads:
         self._known: OrderedDict[str, int] = OrderedDict()
         self._reading: dict[str, list[list[int]]] = {}  # reads in flight: heads noticed meanwhile
         self._waiters: dict[str, list[tuple[int, asyncio.Future[bool]]]] = {}
+        self.recent = RecentEvents()  # the events this process appended lately
 
     def __repr__(self) -> str:
         return (
@@ -83,6 +87,10 @@ class Heads:
         if reading is not None:
             for noticed in reading:
                 noticed[0] = max(noticed[0], last_seq)
+        if last_seq >= GONE:
+            self.recent.drop(response_id)
+        elif finished:
+            self.recent.finished(response_id)
         if finished:
             self._known.pop(response_id, None)
         elif response_id in self._known:
@@ -100,6 +108,7 @@ class Heads:
         commit: none of them is remembered (a new generation)."""
         self.generation += 1
         self._known.pop(response_id, None)
+        self.recent.drop(response_id)
         for _, waiter in self._waiters.get(response_id, ()):
             if not waiter.done():
                 waiter.set_result(False)

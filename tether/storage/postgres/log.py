@@ -132,10 +132,12 @@ class AppendWriter:
         for append, ok in zip(batch, applied, strict=True):
             if ok:
                 last = append.events[-1]
+                heads.recent.add(append.response_id, append.events)
                 heads.published(append.response_id, last.seq, finished=last.terminal)
                 if not append.future.done():
                     append.future.set_result(None)
             elif not append.future.done():
+                heads.recent.drop(append.response_id)
                 append.future.set_exception(
                     AppendConflictError(
                         f"response {append.response_id} is gone, terminal, or not at seq "
@@ -217,6 +219,9 @@ class PostgresEventLog:
 
     async def read_after(self, response_id: str, after: int, limit: int) -> list[ev.StoredEvent]:
         heads = self._db.heads
+        recent = heads.recent.read(response_id, after, limit)
+        if recent is not None:
+            return recent
         known = heads.known(response_id)
         if known is not None and known <= after:
             return []  # nothing committed past the cursor: no need to ask

@@ -228,6 +228,7 @@ class PostgresResponseStore:
         async with db.transaction("expire") as conn:
             old = await conn.fetch(OLD_LOGS, events_before, limit)
             for rid, response_id in old:
+                db.heads.recent.drop(response_id)
                 # Locked and terminal: the fold sees every event there will be.
                 stored = current(response_id, await conn.fetchrow(_CURRENT, response_id))
                 await conn.execute(DROP_LOG, rid, stored.snapshot)
