@@ -39,8 +39,7 @@ Sections: options (`ChatConfig`), the provider, token counting, error bodies.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -52,21 +51,17 @@ from tether.errors import ConfigError, ProviderError
 from tether.providers.base import Delta, Finish, FinishReason, GenerationRequest
 from tether.providers.chat_messages import chat_body, chat_messages, chat_tools
 from tether.providers.chat_stream import ChatStreamReader
-from tether.providers.http import HTTPClient, StreamingResponse, UpstreamHTTPError
+from tether.providers.http import UpstreamHTTPError
 from tether.providers.retry import (
     OPTION_TYPES,
-    Attempts,
     RetryPolicy,
     Timeouts,
-    status_failure,
-    transport_failure,
 )
 from tether.providers.upstream import (
+    UpstreamProvider,
     check_url,
     common_options,
     error_message,
-    model_error,
-    status_detail,
     without_userinfo,
 )
 
@@ -85,7 +80,6 @@ _OPTION_TYPES: dict[str, tuple[type, ...]] = {
     **OPTION_TYPES,
 }
 _PATH = "/chat/completions"
-_CONNECT_TIMEOUT = 10.0
 _TOKENIZE_BODY_LIMIT = 32 * 1024 * 1024  # vLLM answers every token id, not only the count
 _FINISH_REASONS: dict[str, FinishReason] = {
     "stop": "stop",
@@ -146,20 +140,21 @@ class ChatConfig:
 # --- the provider ----------------------------------------------------------------------
 
 
-class ChatProvider:
+class ChatProvider(UpstreamProvider[ChatStreamReader]):
     """A `ModelProvider` over one Chat Completions upstream, with one pooled client.
 
     Built from options with a `tokenize_url`, it is a `TokenizingChatProvider`, which
     can also count tokens."""
 
+    path = _PATH
+    accept = "text/event-stream"
+    config: ChatConfig
+
     def __init__(self, config: ChatConfig) -> None:
-        self.config = config
+        super().__init__(config)
         # Crash continuation sends the partial message as an assistant prefill
         # (vLLM: continue_final_message); only upstreams that support it opt in.
         self.supports_continuation = config.continue_final_message
-        self._client = self._http_client(
-            config.base_url, "text/event-stream", config.timeouts.inter_token
-        )
 
     @classmethod
     def from_options(
@@ -175,61 +170,21 @@ class ChatProvider:
             return TokenizingChatProvider(config)
         return cls(config)
 
-    def __repr__(self) -> str:
-        c = self.config
-        return f"{type(self).__name__}({c.model_name!r} → {c.upstream_model!r} at {c.base_url})"
+    def _request_body(self, request: GenerationRequest) -> bytes:
+        return orjson.dumps(self._mapped(chat_body, request, self.config.upstream_model))
 
-    async def aclose(self) -> None:
-        await self._client.aclose()
+    def _new_reader(self) -> ChatStreamReader:
+        return ChatStreamReader(self.error)
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
-        """Generate via the upstream; raises `ProviderError` on any failure, also mid-stream.
-        Failures before the first delta are retried (see the module docstring)."""
-        body = orjson.dumps(self._mapped(chat_body, request, self.config.upstream_model))
-        attempts = Attempts(self.config.retry)
-        loop = asyncio.get_running_loop()
-        while True:
-            reader = ChatStreamReader(self.error)
-            emitted = False
-            deadline = loop.time() + self.config.timeouts.first_token
-            try:
-                async with self._client.post(_PATH, body, deadline=deadline) as response:
-                    if response.status >= 400:
-                        raise status_failure(await self._status_error(response), response.headers)
-                    async for chunk in response.chunks():
-                        deltas = reader.feed(chunk)
-                        if not emitted and deltas:
-                            # The first token: from now on only silence times out.
-                            emitted, response.deadline = True, None
-                        for delta in deltas:
-                            yield delta
-                        if reader.done:
-                            break
-                    else:
-                        for delta in reader.feed(b"\n"):  # a last line without its newline
-                            yield delta
-                break
-            except UpstreamHTTPError as exc:
-                failure = self._transport_error(exc, emitted=emitted)
-            except ProviderError as exc:
-                failure = exc
-            await attempts.failed(failure)
+    def _ended(self, reader: ChatStreamReader) -> Iterator[Delta]:
         if reader.finish_reason is None:
             raise self.error(
                 "failed: upstream closed the stream before finishing (no finish_reason)"
             )
-        for delta in reader.close():
-            yield delta
+        yield from reader.close()
         if reader.usage is not None:
             yield reader.usage
         yield Finish(_FINISH_REASONS.get(reader.finish_reason, "stop"))
-
-    def error(
-        self, detail: str, *, code: str = "server_error", status: int | None = None
-    ) -> ProviderError:
-        """A `ProviderError` naming this model, with the API key redacted from `detail`."""
-        config = self.config
-        return model_error(config.model_name, config.api_key, detail, code=code, status=status)
 
     def _mapped(self, build: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """`build(…)`, a mapping of the request, its errors named after this model."""
@@ -242,26 +197,6 @@ class ChatProvider:
                 f"cannot take a malformed input item or setting ({type(exc).__name__}: {exc})",
                 code="invalid_prompt",
             ) from None
-
-    def _http_client(self, url: str, accept: str, read_timeout: float) -> HTTPClient:
-        config = self.config
-        headers = {**config.headers, "accept": accept, "content-type": "application/json"}
-        if config.api_key:
-            headers["authorization"] = f"Bearer {config.api_key}"
-        return HTTPClient(
-            url,
-            headers,
-            connect_timeout=min(_CONNECT_TIMEOUT, config.timeout_seconds),
-            read_timeout=read_timeout,
-        )
-
-    async def _status_error(self, response: StreamingResponse) -> ProviderError:
-        detail, code, status = await status_detail(response)
-        return self.error(detail, code=code, status=status)
-
-    def _transport_error(self, exc: UpstreamHTTPError, *, emitted: bool) -> ProviderError:
-        at = f"at {without_userinfo(self.config.base_url)}"
-        return transport_failure(self.error, at, self.config.timeouts, exc, emitted=emitted)
 
 
 # --- token counting --------------------------------------------------------------------

@@ -47,7 +47,7 @@ Sections: options (`ResponsesConfig`), the provider, the request body.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -55,29 +55,23 @@ from urllib.parse import urlsplit
 import orjson
 
 from tether.domain.types import JSONObject
-from tether.errors import ConfigError, ProviderError
+from tether.errors import ConfigError
 from tether.providers.base import Delta, Finish, GenerationRequest
 from tether.providers.http import (
-    HTTPClient,
     ReadTimedOut,
-    StreamingResponse,
     UpstreamHTTPError,
 )
 from tether.providers.responses_stream import ResponsesStreamReader
 from tether.providers.retry import (
     OPTION_TYPES,
-    Attempts,
     RetryPolicy,
     Timeouts,
-    status_failure,
-    transport_failure,
 )
 from tether.providers.upstream import (
     ERROR_BODY_LIMIT,
+    UpstreamProvider,
     common_options,
     error_message,
-    model_error,
-    status_detail,
     without_userinfo,
 )
 
@@ -91,7 +85,6 @@ _OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "upstream_store": (bool,),
     **OPTION_TYPES,
 }
-_CONNECT_TIMEOUT = 10.0
 _EXTRA_KEYS = ("user", "safety_identifier", "prompt_cache_key", "service_tier", "metadata")
 _WITHOUT_IDS = frozenset({"message", "function_call", "function_call_output"})
 
@@ -146,28 +139,15 @@ class ResponsesConfig:
 # --- the provider ----------------------------------------------------------------------
 
 
-class ResponsesProvider:
+class ResponsesProvider(UpstreamProvider[ResponsesStreamReader]):
     """A `ModelProvider` (and `TokenCounter`) over one Responses API upstream, with one
     pooled client."""
 
     # Hosted tools (web_search, mcp, …) and their items go to the upstream as they are.
     passes_hosted_tools = True
-
-    def __init__(self, config: ResponsesConfig) -> None:
-        self.config = config
-        headers = {
-            **config.headers,
-            "accept": "text/event-stream, application/json",
-            "content-type": "application/json",
-        }
-        if config.api_key:
-            headers["authorization"] = f"Bearer {config.api_key}"
-        self._client = HTTPClient(
-            config.base_url,
-            headers,
-            connect_timeout=min(_CONNECT_TIMEOUT, config.timeout_seconds),
-            read_timeout=config.timeouts.inter_token,
-        )
+    path = "/responses"
+    accept = "text/event-stream, application/json"
+    config: ResponsesConfig
 
     @classmethod
     def from_options(
@@ -180,46 +160,13 @@ class ResponsesProvider:
         """Build from `[[models]]` options; raises `ConfigError` if they are wrong."""
         return cls(ResponsesConfig.from_options(model_name, options, environ=environ))
 
-    def __repr__(self) -> str:
-        c = self.config
-        return f"ResponsesProvider({c.model_name!r} → {c.upstream_model!r} at {c.base_url})"
+    def _request_body(self, request: GenerationRequest) -> bytes:
+        return orjson.dumps(self._body(request))
 
-    async def aclose(self) -> None:
-        await self._client.aclose()
+    def _new_reader(self) -> ResponsesStreamReader:
+        return ResponsesStreamReader(self.error)
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
-        """Generate via the upstream; raises `ProviderError` on any failure, also mid-stream
-        (after yielding the deltas that came before it). Failures before the first delta
-        are retried (see the module docstring)."""
-        body = orjson.dumps(self._body(request))
-        attempts = Attempts(self.config.retry)
-        loop = asyncio.get_running_loop()
-        while True:
-            reader = ResponsesStreamReader(self.error)
-            emitted = False
-            deadline = loop.time() + self.config.timeouts.first_token
-            try:
-                async with self._client.post("/responses", body, deadline=deadline) as response:
-                    if response.status >= 400:
-                        raise status_failure(await self._status_error(response), response.headers)
-                    async for chunk in response.chunks():
-                        deltas = reader.feed(chunk)
-                        if not emitted and deltas:
-                            # The first token: from now on only silence times out.
-                            emitted, response.deadline = True, None
-                        for delta in deltas:
-                            yield delta
-                        if reader.done:
-                            break
-                    else:
-                        for delta in reader.feed(b"\n"):  # a last line without its newline
-                            yield delta
-                break
-            except UpstreamHTTPError as exc:
-                failure = self._transport_error(exc, emitted=emitted)
-            except ProviderError as exc:
-                failure = exc
-            await attempts.failed(failure)
+    def _ended(self, reader: ResponsesStreamReader) -> Iterator[Delta]:
         if reader.failure is not None:
             raise reader.failure
         if reader.finish is None:
@@ -267,21 +214,6 @@ class ResponsesProvider:
             detail = raw[:200].decode("utf-8", errors="replace")
             raise self.error(f"answered /responses/input_tokens without 'input_tokens': {detail}")
         return tokens
-
-    def error(
-        self, detail: str, *, code: str = "server_error", status: int | None = None
-    ) -> ProviderError:
-        """A `ProviderError` naming this model, with the API key redacted from `detail`."""
-        config = self.config
-        return model_error(config.model_name, config.api_key, detail, code=code, status=status)
-
-    async def _status_error(self, response: StreamingResponse) -> ProviderError:
-        detail, code, status = await status_detail(response)
-        return self.error(detail, code=code, status=status)
-
-    def _transport_error(self, exc: UpstreamHTTPError, *, emitted: bool) -> ProviderError:
-        at = f"at {without_userinfo(self.config.base_url)}"
-        return transport_failure(self.error, at, self.config.timeouts, exc, emitted=emitted)
 
     # --- the request body --------------------------------------------------------------
 

@@ -1,21 +1,31 @@
 """What the two HTTP upstream providers (`chat`, `responses`) share: parsing their
-common options, and turning upstream failures into `ProviderError`s that name the
-Tether model and never show the API key or credentials in a URL."""
+common options, the streamed POST with its retries and timeouts (`UpstreamProvider`),
+and turning upstream failures into `ProviderError`s that name the Tether model and
+never show the API key or credentials in a URL."""
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
 from tether.errors import ConfigError, ProviderError
-from tether.providers.http import StreamingResponse
-from tether.providers.retry import RetryPolicy, Timeouts
+from tether.providers.base import Delta, GenerationRequest
+from tether.providers.http import HTTPClient, StreamingResponse, UpstreamHTTPError
+from tether.providers.retry import (
+    Attempts,
+    RetryPolicy,
+    Timeouts,
+    status_failure,
+    transport_failure,
+)
 
 ERROR_BODY_LIMIT = 64 * 1024
+CONNECT_TIMEOUT = 10.0
 MIN_REDACTED_KEY = 8  # a shorter key cannot be told apart from ordinary text
 
 
@@ -145,3 +155,142 @@ def without_userinfo(url: str) -> str:
     """The URL for messages: credentials written into it (user:pass@) never show."""
     parts = urlsplit(url)
     return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+# --- the provider ----------------------------------------------------------------------
+
+
+class UpstreamConfig(Protocol):
+    """The options both providers' configs have (`common_options`)."""
+
+    @property
+    def model_name(self) -> str: ...
+    @property
+    def base_url(self) -> str: ...
+    @property
+    def upstream_model(self) -> str: ...
+    @property
+    def api_key(self) -> str | None: ...
+    @property
+    def timeout_seconds(self) -> float: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+    @property
+    def timeouts(self) -> Timeouts: ...
+    @property
+    def retry(self) -> RetryPolicy: ...
+
+
+class StreamReader(Protocol):
+    """Parses an upstream's SSE body into deltas, chunk by chunk."""
+
+    done: bool
+
+    def feed(self, chunk: bytes) -> list[Delta]: ...
+
+
+R = TypeVar("R", bound=StreamReader)
+
+
+class UpstreamProvider(Generic[R]):
+    """A `ModelProvider` over one HTTP upstream that streams SSE: one streamed POST per
+    generation, retried with backoff while no token came (`retry.Attempts`), bounded
+    by the first-token and inter-token timeouts. A subclass says where to post, what
+    body, how to read the stream and what its end means."""
+
+    path: str  # under `base_url`
+    accept: str  # the Accept header of the stream's POST
+    config: UpstreamConfig
+
+    def __init__(self, config: UpstreamConfig) -> None:
+        self.config = config
+        self._client = self._http_client(
+            config.base_url, self.accept, config.timeouts.inter_token
+        )
+
+    def __repr__(self) -> str:
+        c = self.config
+        return f"{type(self).__name__}({c.model_name!r} → {c.upstream_model!r} at {c.base_url})"
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    # --- what a provider says -------------------------------------------------------
+
+    def _request_body(self, request: GenerationRequest) -> bytes:
+        raise NotImplementedError
+
+    def _new_reader(self) -> R:
+        raise NotImplementedError
+
+    def _ended(self, reader: R) -> Iterable[Delta]:
+        """The deltas after the stream's last chunk; raises `ProviderError` for a
+        stream that did not end as it should."""
+        raise NotImplementedError
+
+    # --- the stream -----------------------------------------------------------------
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+        """Generate via the upstream; raises `ProviderError` on any failure, also mid-stream
+        (after yielding the deltas that came before it). Failures before the first delta
+        are retried."""
+        body = self._request_body(request)
+        attempts = Attempts(self.config.retry)
+        loop = asyncio.get_running_loop()
+        while True:
+            reader = self._new_reader()
+            emitted = False
+            deadline = loop.time() + self.config.timeouts.first_token
+            try:
+                async with self._client.post(self.path, body, deadline=deadline) as response:
+                    if response.status >= 400:
+                        raise status_failure(await self._status_error(response), response.headers)
+                    async for chunk in response.chunks():
+                        deltas = reader.feed(chunk)
+                        if not emitted and deltas:
+                            # The first token: from now on only silence times out.
+                            emitted, response.deadline = True, None
+                        for delta in deltas:
+                            yield delta
+                        if reader.done:
+                            break
+                    else:
+                        for delta in reader.feed(b"\n"):  # a last line without its newline
+                            yield delta
+                break
+            except UpstreamHTTPError as exc:
+                failure = self._transport_error(exc, emitted=emitted)
+            except ProviderError as exc:
+                failure = exc
+            await attempts.failed(failure)
+        for delta in self._ended(reader):
+            yield delta
+
+    # --- errors and clients ---------------------------------------------------------
+
+    def error(
+        self, detail: str, *, code: str = "server_error", status: int | None = None
+    ) -> ProviderError:
+        """A `ProviderError` naming this model, with the API key redacted from `detail`."""
+        config = self.config
+        return model_error(config.model_name, config.api_key, detail, code=code, status=status)
+
+    async def _status_error(self, response: StreamingResponse) -> ProviderError:
+        detail, code, status = await status_detail(response)
+        return self.error(detail, code=code, status=status)
+
+    def _transport_error(self, exc: UpstreamHTTPError, *, emitted: bool) -> ProviderError:
+        at = f"at {without_userinfo(self.config.base_url)}"
+        return transport_failure(self.error, at, self.config.timeouts, exc, emitted=emitted)
+
+    def _http_client(self, url: str, accept: str, read_timeout: float) -> HTTPClient:
+        config = self.config
+        headers = {**config.headers, "accept": accept, "content-type": "application/json"}
+        if config.api_key:
+            headers["authorization"] = f"Bearer {config.api_key}"
+        return HTTPClient(
+            url,
+            headers,
+            connect_timeout=min(CONNECT_TIMEOUT, config.timeout_seconds),
+            read_timeout=read_timeout,
+        )
