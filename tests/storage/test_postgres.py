@@ -19,7 +19,7 @@ import pytest
 
 from tests.support.postgres_admin import drop_schema, open_in_fresh_schema, with_schema
 from tests.support.services import POSTGRES_URL, require_service, unique_name
-from tests.support.stores import Script, new_response, read_all, seqs
+from tests.support.stores import new_response, read_all, seqs, started
 from tether.domain import events as ev
 from tether.domain.response import ResponseStatus
 from tether.errors import AppendConflictError, ConfigError, NotFoundError, StoreUnavailableError
@@ -69,14 +69,6 @@ async def admin(sql: str, *args: object) -> object:
         return await conn.fetchval(sql, *args)
     finally:
         await conn.close()
-
-
-async def started(storage: Storage) -> Script:
-    new = new_response()
-    await storage.responses.create(new)
-    script = Script(new)
-    await script.append(storage, script.start())
-    return script
 
 
 async def eventually(condition: object, seconds: float = 5.0) -> None:

@@ -22,7 +22,7 @@ import redis.asyncio as redis
 
 from tests.support.redis_admin import open_with_fresh_prefix, url_with_prefix
 from tests.support.services import REDIS_URL, require_service, unique_name
-from tests.support.stores import Script, new_response, read_all, seqs
+from tests.support.stores import new_response, read_all, seqs, started
 from tether.domain import events as ev
 from tether.domain.response import ResponseStatus
 from tether.errors import AppendConflictError, ConfigError, NotFoundError, StorageError
@@ -61,14 +61,6 @@ async def pair(
     finally:
         await b.close()
         await a.close()
-
-
-async def started(storage: Storage) -> Script:
-    new = new_response()
-    await storage.responses.create(new)
-    script = Script(new)
-    await script.append(storage, script.start())
-    return script
 
 
 async def kill_connections(admin: redis.Redis, name: str) -> int:

@@ -227,6 +227,15 @@ class FailingLog:
 # --- reading a log --------------------------------------------------------------
 
 
+async def started(storage: Storage) -> Script:
+    """A response created with `new_response()` and started (`response.in_progress`)."""
+    new = new_response()
+    await storage.responses.create(new)
+    script = Script(new)
+    await script.append(storage, script.start())
+    return script
+
+
 async def read_all(storage: Storage, response_id: str, page: int = 1000) -> list[ev.StoredEvent]:
     """Every committed event of a response, read page by page."""
     events: list[ev.StoredEvent] = []
