@@ -14,9 +14,9 @@ from tether.domain import events as ev
 from tether.domain.fold import fold_all
 from tether.domain.response import ResponseStatus
 from tether.errors import ConfigError, StorageError
-from tether.storage import sqlite
 from tether.storage.base import Storage
 from tether.storage.registry import open_storage
+from tether.storage.window import WINDOW_LIMIT
 
 OpenStore = Callable[[], Awaitable[Storage]]
 
@@ -87,7 +87,7 @@ async def test_sqlite_reads_before_the_recent_tail_come_from_the_database(
     await storage.responses.create(new)
     script = Script(new)
     await script.append(storage, script.start())
-    for start in range(0, sqlite.RECENT_LIMIT + 100, 100):
+    for start in range(0, WINDOW_LIMIT + 100, 100):
         await script.append(storage, script.text(*(f"{i} " for i in range(start, start + 100))))
     await script.append(storage, script.complete())
     total = script.fold.last_seq + 1

@@ -16,27 +16,15 @@ from collections import OrderedDict
 from collections.abc import Sequence
 
 from tether.domain import events as ev
+from tether.storage.window import EventWindow
 
-WINDOW_LIMIT = 2048  # events kept per response
 WINDOWS_LIMIT = 20_000  # responses with a window; the oldest goes first
 LINGER_SECONDS = 10.0  # how long a finished response's window stays
 
 
-class _Window:
-    __slots__ = ("events", "first_seq")
-
-    def __init__(self, events: list[ev.StoredEvent]) -> None:
-        self.events = events
-        self.first_seq = events[0].seq
-
-    @property
-    def next_seq(self) -> int:
-        return self.first_seq + len(self.events)
-
-
 class RecentEvents:
     def __init__(self) -> None:
-        self._windows: OrderedDict[str, _Window] = OrderedDict()
+        self._windows: OrderedDict[str, EventWindow] = OrderedDict()
 
     def __repr__(self) -> str:
         return f"<RecentEvents responses={len(self._windows)}>"
@@ -44,15 +32,12 @@ class RecentEvents:
     def add(self, response_id: str, events: Sequence[ev.StoredEvent]) -> None:
         """`events` were committed by this process (called on the loop, after COMMIT)."""
         window = self._windows.get(response_id)
-        if window is None or window.next_seq != events[0].seq:
-            window = self._windows[response_id] = _Window(list(events))  # new, or after a gap
+        if window is None:
+            self._windows[response_id] = EventWindow(list(events))
             if len(self._windows) > WINDOWS_LIMIT:
                 self._windows.popitem(last=False)
         else:
-            window.events.extend(events)
-            if len(window.events) > WINDOW_LIMIT:
-                del window.events[: len(window.events) - WINDOW_LIMIT // 2]
-                window.first_seq = window.events[0].seq
+            self._windows[response_id] = window.add(events)  # a gap starts a new one
         if events[-1].terminal:
             self.finished(response_id)
 
@@ -60,10 +45,8 @@ class RecentEvents:
         """The events past `after` when the window holds them from `after + 1` on and
         holds at least one; None: ask the table."""
         window = self._windows.get(response_id)
-        if window is None or not window.first_seq <= after + 1 < window.next_seq:
-            return None
-        start = after + 1 - window.first_seq
-        return window.events[start : start + limit]
+        events = None if window is None else window.after(after, limit)
+        return events or None  # at the head: another process may have appended since
 
     def finished(self, response_id: str) -> None:
         if response_id in self._windows:

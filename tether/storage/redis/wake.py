@@ -16,7 +16,7 @@ per event. A subscription is made once per followed response and a message costs
 the server one write per subscribed process.
 
 A message carries the committed batch (its frames), so a process keeps the latest
-events of each response it follows (`Recent`, as SQLite keeps its recent tail) and
+events of each response it follows (an `EventWindow`, as every backend keeps) and
 its tailers read them without a round trip: measured 27-29 µs of CPU per event for
 writer and remote reader together, against 33-57 µs reading each wake with XRANGE.
 Older events, and any a lost message may have left out, are read from the stream.
@@ -49,37 +49,15 @@ from tether.domain import events as ev
 from tether.storage.notify import GONE, JobSignal, Notifier
 from tether.storage.redis import frames
 from tether.storage.redis.keys import Keys
+from tether.storage.window import EventWindow
 
 logger = logging.getLogger(__name__)
 
 LINGER_SECONDS = 30.0  # an unwaited subscription is kept this long
-RECENT_LIMIT = 2048  # events kept in memory per followed response
 PING_SECONDS = 10.0  # the janitor's tick: PING, and drop idle subscriptions
 SILENT_SECONDS = 35.0  # no reply (not even PONG) this long: the connection is dead
 
 # --- kept events --------------------------------------------------------------------
-
-
-class Recent:
-    """The latest committed events of a followed response, contiguous, as the messages
-    (and this process's own commits) brought them since the subscription counted."""
-
-    __slots__ = ("events", "first_seq")
-
-    def __init__(self, events: list[ev.StoredEvent]) -> None:
-        self.events = events
-        self.first_seq = events[0].seq
-
-    def add(self, events: Sequence[ev.StoredEvent]) -> Recent:
-        """Take a batch; a batch already here is skipped, one past a gap starts afresh."""
-        next_seq = self.first_seq + len(self.events)
-        if events[0].seq != next_seq:
-            return self if events[-1].seq < next_seq else Recent(list(events))
-        self.events.extend(events)
-        if len(self.events) > RECENT_LIMIT:
-            del self.events[: len(self.events) - RECENT_LIMIT // 2]
-            self.first_seq = self.events[0].seq
-        return self
 
 
 @dataclass(slots=True)
@@ -94,7 +72,7 @@ class Channel:
     trusted: bool = False
     idle_since: float = 0.0
     permanent: bool = False
-    recent: Recent | None = None
+    recent: EventWindow | None = None
 
 
 class Wakeups:
@@ -151,7 +129,7 @@ class Wakeups:
         channel = self._channels.get(self._wake_prefix + response_id.encode())
         if channel is not None and channel.confirmed.done():
             recent = channel.recent
-            channel.recent = Recent(list(events)) if recent is None else recent.add(events)
+            channel.recent = EventWindow(list(events)) if recent is None else recent.add(events)
         self.notifier.published(response_id, events[-1].seq, finished=finished)
 
     def gone(self, response_id: str) -> None:
@@ -172,11 +150,7 @@ class Wakeups:
         channel = self._channels.get(self._wake_prefix + response_id.encode())
         if channel is None or channel.recent is None:
             return None
-        recent = channel.recent
-        start = after + 1 - recent.first_seq
-        if start < 0:
-            return None
-        return recent.events[start : start + limit]
+        return channel.recent.after(after, limit)
 
     def jobs_channel(self) -> Channel:
         return self._channel(self._keys.jobs_channel, permanent=True)

@@ -25,12 +25,12 @@ from tether.errors import ConfigError
 from tether.storage.base import Storage
 from tether.storage.sqlite.apikeys import SQLiteKeyStore
 from tether.storage.sqlite.conversations import SQLiteConversationStore
-from tether.storage.sqlite.database import MIGRATIONS, RECENT_LIMIT, SQLiteDatabase
+from tether.storage.sqlite.database import MIGRATIONS, SQLiteDatabase
 from tether.storage.sqlite.jobs import SQLiteJobQueue
 from tether.storage.sqlite.log import SQLiteEventLog
 from tether.storage.sqlite.store import SQLiteResponseStore
 
-__all__ = ["RECENT_LIMIT", "SQLiteDatabase", "open_sqlite", "sqlite_path"]
+__all__ = ["SQLiteDatabase", "open_sqlite", "sqlite_path"]
 
 
 def sqlite_path(url: str) -> Path:

@@ -23,6 +23,7 @@ from tether.errors import (
 )
 from tether.storage.notify import GONE, JobSignal, Notifier
 from tether.storage.sqlite.rows import Heads
+from tether.storage.window import EventWindow
 
 T = TypeVar("T")
 
@@ -132,7 +133,6 @@ MIGRATIONS = [
     """,
 ]
 
-RECENT_LIMIT = 2048  # events kept in memory per active response
 RECENT_LINGER_SECONDS = 10.0  # how long a finished response's tail stays in memory
 BATCH_LIMIT = 1024  # operations per transaction
 
@@ -149,23 +149,6 @@ class _Op(Generic[T]):
     error: BaseException | None = None
 
 
-class _Recent:
-    """The most recent committed events of one active response (contiguous seqs)."""
-
-    __slots__ = ("events", "first_seq")
-
-    def __init__(self, events: list[ev.StoredEvent]) -> None:
-        self.events = events
-        self.first_seq = events[0].seq if events else 0
-
-    def extend(self, events: Sequence[ev.StoredEvent]) -> None:
-        self.events.extend(events)
-        if len(self.events) > RECENT_LIMIT:
-            drop = len(self.events) - RECENT_LIMIT // 2
-            del self.events[:drop]
-            self.first_seq = self.events[0].seq
-
-
 class SQLiteDatabase:
     """A SQLite file with one writer thread, a reader pool and a recent-event tail."""
 
@@ -175,7 +158,7 @@ class SQLiteDatabase:
         self.notifier = Notifier()
         self.job_signal = JobSignal()
         self.revoked: list[Callable[[str], None]] = []  # see JobQueue.watch_revoked
-        self.recent: dict[str, _Recent] = {}
+        self.recent: dict[str, EventWindow] = {}
         self.heads = Heads()  # the writer thread's, and only touched there
         self._queue: queue.SimpleQueue[list[_Op[Any]] | None] = queue.SimpleQueue()
         self._outbox: list[_Op[Any]] = []  # ops of this loop step, handed over together
@@ -362,10 +345,9 @@ class SQLiteDatabase:
     def remember(self, response_id: str, events: Sequence[ev.StoredEvent]) -> None:
         """Called on the loop after a commit: keep the tail, wake the readers."""
         recent = self.recent.get(response_id)
-        if recent is None:
-            self.recent[response_id] = _Recent(list(events))
-        else:
-            recent.extend(events)
+        self.recent[response_id] = (
+            EventWindow(list(events)) if recent is None else recent.add(events)
+        )
         finished = events[-1].terminal
         self.notifier.published(response_id, events[-1].seq, finished=finished)
         if finished:

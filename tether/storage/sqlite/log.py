@@ -72,9 +72,8 @@ class SQLiteEventLog:
 
     async def read_after(self, response_id: str, after: int, limit: int) -> list[ev.StoredEvent]:
         recent = self._db.recent.get(response_id)
-        if recent is not None and after + 1 >= recent.first_seq:
-            start = after + 1 - recent.first_seq
-            return recent.events[start : start + limit]
+        if recent is not None and (events := recent.after(after, limit)) is not None:
+            return events  # this process is the file's only writer: at the head is empty
 
         def select(conn: sqlite3.Connection) -> list[ev.StoredEvent]:
             row = conn.execute(
